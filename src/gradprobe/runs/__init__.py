@@ -1,0 +1,1 @@
+"""Run directories, the run context handed to experiments, and execution backends."""
