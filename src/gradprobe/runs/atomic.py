@@ -29,25 +29,25 @@ def write_json(path: Path, obj: Any) -> None:
     write_bytes(path, (json.dumps(clean_json(obj), indent=2) + "\n").encode())
 
 
-def clean_json(obj: Any) -> Any:
-    """Make obj strict JSON: NaN/Inf become None, tuples lists, numpy/torch scalars floats."""
+def clean_json(obj: Any, strict: bool = True) -> Any:
+    """Make obj JSON: tuples become lists, numpy/torch values floats; with strict, NaN/Inf become
+    None (summary.json is strict JSON); without, they are kept (stage files, so that a staged
+    NaN still marks the run as diverged)."""
     if isinstance(obj, dict):
-        return {str(k): clean_json(v) for k, v in obj.items()}
+        return {str(k): clean_json(v, strict) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [clean_json(v) for v in obj]
+        return [clean_json(v, strict) for v in obj]
     if isinstance(obj, bool) or obj is None or isinstance(obj, str):
         return obj
     if isinstance(obj, int):
         return obj
     if hasattr(obj, "tolist"):  # numpy arrays/scalars, torch tensors
-        return clean_json(obj.tolist())
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+        return clean_json(obj.tolist(), strict)
     try:
         f = float(obj)
     except (TypeError, ValueError):
         return str(obj)
-    return f if math.isfinite(f) else None
+    return f if math.isfinite(f) or not strict else None
 
 
 def has_nonfinite(obj: Any) -> bool:

@@ -41,18 +41,19 @@ def run_all(reqs: list[RunRequest], backend: str = "local", workers: int | None 
         task = bar.add_task(f"reproduce ({backend}, {workers} workers)", total=len(jobs))
         for i, summary in stream:
             results[i] = summary
-            held = sum(c["holds"] for c in summary.get("claims", []))
-            bar.console.print(
-                f"  {summary['experiment']:<20} {summary['status']:<9} "
-                f"{summary.get('elapsed_s', 0):7.1f} s   claims {held}/"
-                f"{len(summary.get('claims', []))}" + ("  (cached)" if summary.get("cached") else ""))
+            claims = summary.get("claims", [])
+            held = sum(c["holds"] for c in claims)
+            cached = "  (cached)" if summary.get("cached") else ""
+            bar.console.print(f"  {summary['experiment']:<20} {summary['status']:<9} "
+                              f"{summary.get('elapsed_s', 0):7.1f} s   claims "
+                              f"{held}/{len(claims)}{cached}")
             bar.advance(task)
     return [results[i] for i in range(len(reqs))]
 
 
 def _args(req: RunRequest, force: bool) -> tuple:
     return (req.experiment.name, req.scale, req.seed,
-            {k: v for k, v in req.config.to_dict().items()},
+            req.config.to_dict(),
             str(req.out), req.device.type, force, True)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from gradprobe.runs.atomic import clean_json, write_bytes, write_json
+from gradprobe.runs.atomic import clean_json, write_bytes
 from gradprobe.runtime import generator
 
 
@@ -88,7 +88,11 @@ class RunContext:
             yield lambda n=1: None
             return
         from rich.progress import (
-            BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
             TimeRemainingColumn,
         )
 
@@ -104,8 +108,9 @@ class RunContext:
         path = self._stage_dir / f"{_safe(key)}.json"
         if path.exists():
             return json.loads(path.read_text())["result"]
-        result = clean_json(fn())
-        write_json(path, {"result": result, "metrics_offset": self._metrics_offset()})
+        result = clean_json(fn(), strict=False)  # NaN kept: the run must still read as diverged
+        doc = {"result": result, "metrics_offset": self._metrics_offset()}
+        write_bytes(path, json.dumps(doc).encode())
         for ckpt in self._ckpt_dir.glob("*.pt"):
             ckpt.unlink()
         return result
