@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from gradprobe.probes.hooks import forward_hooks
+
 RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU,
              nn.GELU, nn.SiLU, nn.Softplus, nn.Mish, nn.Hardswish)
 
@@ -87,12 +89,8 @@ def activity(
         pre = args[0]
         records.append((name, (pre > 0).reshape(pre.shape[0], -1).cpu()))
 
-    handles = [m.register_forward_hook(hook) for m in chosen]
-    try:
+    with forward_hooks(chosen, hook):
         model(inputs)
-    finally:
-        for h in handles:
-            h.remove()
     stats = [summarise(p) for _, p in records]
     return ActivityStats(
         names=tuple(n for n, _ in records),

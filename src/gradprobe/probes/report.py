@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from gradprobe.probes.activity import RELU_LIKE, activity
+from gradprobe.probes.hooks import forward_hooks
 from gradprobe.probes.layers import affine_chain
 from gradprobe.probes.shattering import (
     autocorrelation,
@@ -198,16 +199,11 @@ def _affine_calls(model: nn.Module, x: Any, loss_fn: Callable, y: Any
 
     mods = [m for m in model.modules()
             if isinstance(getattr(m, "weight", None), Tensor) and m.weight.dim() >= 2]
-    handles = [m.register_forward_hook(hook) for m in mods]
-    try:
-        with torch.enable_grad():
-            out = model(x)
-            losses = _per_sample_losses(loss_fn, out, y)  # (n,)
-            *grads, gout = torch.autograd.grad(losses.sum(), [c[2] for c in calls] + [out],
-                                               allow_unused=True)
-    finally:
-        for h in handles:
-            h.remove()
+    with forward_hooks(mods, hook), torch.enable_grad():
+        out = model(x)
+        losses = _per_sample_losses(loss_fn, out, y)  # (n,)
+        *grads, gout = torch.autograd.grad(losses.sum(), [c[2] for c in calls] + [out],
+                                           allow_unused=True)
     n = losses.shape[0]
     batch_loss = float(loss_fn(out.detach(), y))
     speeds = []
@@ -254,15 +250,11 @@ def _saturation(model: nn.Module, x: Any) -> list[dict]:
         rec.append({"name": names.get(m, type(m).__name__),
                     "saturated_fraction": float((flat >= 0.95).float().mean())})
 
-    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, SATURATING)]
-    if not hs:
+    saturating = [m for m in model.modules() if isinstance(m, SATURATING)]
+    if not saturating:
         return []
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hs:
-            h.remove()
+    with forward_hooks(saturating, hook), torch.no_grad():
+        model(x)
     return rec
 
 

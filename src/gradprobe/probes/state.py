@@ -20,6 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from gradprobe.probes.hooks import forward_hooks
+
 
 @contextmanager
 def preserved(model: nn.Module) -> Iterator[None]:
@@ -58,13 +60,8 @@ def _batch_stats(model: nn.Module, bns: list[_BatchNorm], x: Tensor) -> dict:
         dims = [0] + list(range(2, inp.dim()))
         stats[m] = (inp.mean(dims), inp.var(dims, unbiased=False))
 
-    handles = [bn.register_forward_pre_hook(hook) for bn in bns]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    with forward_hooks(bns, hook, pre=True), torch.no_grad():
+        model(x)
     return stats
 
 
