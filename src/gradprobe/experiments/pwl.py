@@ -32,9 +32,11 @@ from gradprobe.claims import finite
 from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.nets.init import trunc_normal_fan_in_
+from gradprobe.nets.trunc_mlp import trunc_mlp
 from gradprobe.tasks import pwl as task
 from gradprobe.theory import conditioning as theory
+from gradprobe.training.ensemble import Adam
+from gradprobe.training.fit import fit
 
 Variant = Literal["fc", "conv", "conv_cond", "autoencoder"]
 LINEAR = ("fc", "conv", "conv_cond")
@@ -42,6 +44,8 @@ BETAS = (0.9, 0.999)  # Adam defaults (TensorFlow and torch), the paper's optimi
 ADAM_EPS = 1e-8
 EXAMPLES = 2  # validation curves drawn in the Fig. 5 panels
 CHUNK = 10  # training steps whose data are drawn at once (small enough to stay in cache)
+AE_HIDDEN = (500, 100, 6, 100, 100)  # encoder n→500→100→6, decoder 6→100→100→n (SPEC A7)
+AE_CODE_LAYER = 2  # the autoencoder's linear code layer (the 6 units)
 
 
 @dataclass(frozen=True)
@@ -119,33 +123,6 @@ def _plan(variant: str, cfg: Config) -> _Plan:
                  _snapshots(cfg.ae_iterations, (0.05, 0.5, 1.0)))
 
 
-class _Adam:
-    """Adam on a list of plain tensors, in place (lean: Python overhead dominates tiny steps)."""
-
-    def __init__(self, params: list[torch.Tensor], lr: float) -> None:
-        self.params, self.lr, self.t = params, lr, 0
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-
-    def step(self, grads: list[torch.Tensor]) -> None:
-        self.t += 1
-        b1, b2 = BETAS
-        bc1, bc2 = 1 - b1 ** self.t, 1 - b2 ** self.t
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v / bc2).sqrt_().add_(ADAM_EPS)
-            p.addcdiv_(m, denom, value=-self.lr / bc1)
-
-    def state(self) -> dict:
-        return {"t": self.t, "m": self.m, "v": self.v}
-
-    def load(self, state: dict) -> None:
-        self.t = int(state["t"])
-        for dst, src in zip(self.m + self.v, list(state["m"]) + list(state["v"])):
-            dst.copy_(src)
-
-
 def _val_set(cfg: Config, ctx, seeds: int, dtype: torch.dtype) -> torch.Tensor:
     """(seeds, val_curves, n) validation targets p, the same for every variant."""
     ps = [task.sample_p(cfg.val_curves, cfg.n, ctx.generator("val", s), dtype=torch.float64)
@@ -154,22 +131,8 @@ def _val_set(cfg: Config, ctx, seeds: int, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _whitener(cfg: Config, device) -> torch.Tensor:
-    return theory.inverse_sqrt(theory.window_covariance(cfg.n)).to(device)
-
-
-def window_moments(p: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """2·mean over a batch's windows of x [xᵀ, p_i]: (..., B, n) → (..., 3, 4).
-
-    For the 3-tap filter w the gradient of the batch's mean squared error is
-    mom[..., :3] @ w − mom[..., 3]. Rows (f_{i−2}, f_{i−1}, f_i, p_i) are laid out contiguously
-    so that one batched product gives every step's moments.
-    """
-    lead, (b, n) = p.shape[:-2], p.shape[-2:]
-    fp = torch.nn.functional.pad(f, (2, 0))
-    rows = torch.stack([fp[..., :n], fp[..., 1:n + 1], fp[..., 2:], p], dim=-3)  # (..., 4, B, n)
-    rows = rows.reshape(-1, 4, b * n)
-    mom = (rows @ rows.transpose(1, 2)).mul_(2.0 / (b * n))
-    return mom[:, :3].reshape(*lead, 3, 4)
+    cov = theory.window_covariance(task.ramp_matrix(cfg.n), task.K_KINKS)
+    return theory.inverse_sqrt(cov).to(device)
 
 
 def _train_linear(variant: str, cfg: Config, ctx) -> dict:
@@ -179,6 +142,8 @@ def _train_linear(variant: str, cfg: Config, ctx) -> dict:
     gradient 2(Ĉ_b w − ĉ_b) only needs each batch's 3×3 window moments Ĉ_b = mean x xᵀ and
     ĉ_b = mean x p, computed for a whole chunk of steps by one batched product: the per-step
     loop is then a handful of tiny ops (the same update as the forward/backward pass).
+    Adam is training.ensemble.Adam on the stacked (S, ...) parameter: elementwise, so the
+    seeds stay independent.
     """
     plan, S, n, dev = _plan(variant, cfg), cfg.seeds, cfg.n, ctx.device
     p_val = _val_set(cfg, ctx, S, torch.float64).to(dev)
@@ -193,107 +158,77 @@ def _train_linear(variant: str, cfg: Config, ctx) -> dict:
 
     x_val = inputs(f_val.to(plan.dtype))
     shape = (S, n, n) if variant == "fc" else (S, 3)
-    param = torch.zeros(shape, dtype=plan.dtype, device=dev)  # paper: fc init 0
-    opt = _Adam([param], plan.lr)
+    params = {"w": torch.zeros(shape, dtype=plan.dtype, device=dev)}  # paper: fc init 0
+    opt = Adam(plan.lr, betas=BETAS, eps=ADAM_EPS)
     gens = [ctx.generator("train", variant, s) for s in range(S)]
-    hist: dict = {"step": [], "error": [], "decoded_error": []}
-    snaps: dict = {}
-    step = 0
-    state = ctx.load_checkpoint(variant)
-    if state is not None:
-        param.copy_(state["param"])
-        opt.load(state["opt"])
-        for g, gs in zip(gens, state["gens"]):
-            g.set_state(gs)
-        hist, snaps, step = state["hist"], state["snaps"], int(state["step"])
 
     def predict(x: torch.Tensor) -> torch.Tensor:  # (S, B, n[,3]) → p̂ (S, B, n)
         if variant == "fc":
-            return torch.bmm(x, param.transpose(1, 2))
-        return (x @ param[:, None, :, None]).squeeze(-1)
+            return torch.bmm(x, params["w"].transpose(1, 2))
+        return (x @ params["w"][:, None, :, None]).squeeze(-1)
 
-    def evaluate(at: int) -> None:
+    def evaluate(at: int) -> dict:
         with torch.no_grad():
             p_hat = predict(x_val).to(torch.float64)
             err = task.relative_error(p_hat, p_val)  # (S,)
             dec = task.relative_error(task.curves(p_hat), f_val)
-        hist["step"].append(at)
-        hist["error"].append(err.tolist())
-        hist["decoded_error"].append(dec.tolist())
-        ctx.log(variant, at, error=err.tolist(), decoded_error=dec.tolist())
+        row = {"error": err.tolist(), "decoded_error": dec.tolist()}
         if at in plan.snapshots:
-            snaps[str(at)] = p_hat[0, :EXAMPLES].tolist()
+            row["snapshot"] = p_hat[0, :EXAMPLES].tolist()
+        return row
 
-    if step == 0:
-        evaluate(0)
-    with ctx.progress(plan.iterations - step, f"pwl {variant}") as advance:
-        while step < plan.iterations:
-            m = min(CHUNK, plan.iterations - step)
-            # (S, m, B, n) fresh curves for the next m steps, one stream per seed
-            p = torch.stack([task.sample_p(m * plan.batch, n, g, dtype=plan.dtype)
-                             for g in gens]).view(S, m, plan.batch, n)
-            f = task.curves(p)
-            if variant == "fc":
-                x = f
-                scale = 2.0 / (plan.batch * n)  # d/dM of the mean squared error
-                for j in range(m):
-                    xj = x[:, j]
-                    e = torch.baddbmm(p[:, j], xj, param.transpose(1, 2), beta=-1)  # p̂ − p
-                    opt.step([torch.bmm(e.transpose(1, 2), xj).mul_(scale)])
-                    step += 1
-                    if step % plan.every == 0 or step in plan.snapshots:
-                        evaluate(step)
-            else:
-                mom = window_moments(p, f)  # (S, m, 3, 4)
-                if whiten is not None:  # moments of the whitened windows C^{-1/2} x
-                    mom = torch.cat([whiten @ mom[..., :3] @ whiten,
-                                     whiten @ mom[..., 3:]], dim=-1)
-                c_b, c_p = mom[..., :3], mom[..., 3]  # 2·mean x xᵀ, 2·mean x p: (S, m, 3[, 3])
-                for j in range(m):
-                    grad = (c_b[:, j] @ param.unsqueeze(-1)).squeeze(-1) - c_p[:, j]
-                    opt.step([grad])
-                    step += 1
-                    if step % plan.every == 0 or step in plan.snapshots:
-                        evaluate(step)
-            advance(m)
-            if ctx.checkpoint_due() and step < plan.iterations:
-                ctx.save_checkpoint({"param": param, "opt": opt.state(), "step": step,
-                                     "gens": [g.get_state() for g in gens], "hist": hist,
-                                     "snaps": snaps}, variant)
-    out = _summarise(variant, hist, snaps, cfg, plan)
-    out["diverged"] = not finite(*[v for row in hist["error"] for v in row])
+    def chunk(m: int) -> None:
+        """m steps whose (S, m, B, n) fresh curves are drawn at once, one stream per seed."""
+        p = torch.stack([task.sample_p(m * plan.batch, n, g, dtype=plan.dtype)
+                         for g in gens]).view(S, m, plan.batch, n)
+        f = task.curves(p)
+        w = params["w"]
+        if variant == "fc":
+            scale = 2.0 / (plan.batch * n)  # d/dM of the mean squared error
+            for j in range(m):
+                xj = f[:, j]
+                e = torch.baddbmm(p[:, j], xj, w.transpose(1, 2), beta=-1)  # p̂ − p
+                opt.update(params, {"w": torch.bmm(e.transpose(1, 2), xj).mul_(scale)})
+            return
+        mom = task.window_moments(p, f)  # (S, m, 3, 4)
+        if whiten is not None:  # moments of the whitened windows C^{-1/2} x
+            mom = torch.cat([whiten @ mom[..., :3] @ whiten, whiten @ mom[..., 3:]], dim=-1)
+        c_b, c_p = mom[..., :3], mom[..., 3]  # 2·mean x xᵀ, 2·mean x p: (S, m, 3[, 3])
+        for j in range(m):
+            opt.update(params, {"w": (c_b[:, j] @ w.unsqueeze(-1)).squeeze(-1) - c_p[:, j]})
+
+    def step(i: int, k: int) -> None:  # steps i+1 … i+k, data drawn CHUNK steps at a time
+        while k > 0:
+            m = min(CHUNK, k)
+            chunk(m)
+            k -= m
+
+    res = fit(ctx, variant, steps=plan.iterations, step=step, eval_every=plan.every,
+              chunked=True, evaluate=evaluate, description=f"pwl {variant}",
+              state={"params": params, "opt": opt, "data": gens})
+    out = _summarise(res.history, cfg, plan)
+    out["diverged"] = res.diverged
     return out
 
 
-def _summarise(variant: str, hist: dict, snaps: dict, cfg: Config, plan: _Plan) -> dict:
-    err = torch.tensor(hist["error"], dtype=torch.float64)  # (evals, S)
+def _summarise(rows: list[dict], cfg: Config, plan: _Plan) -> dict:
+    steps = [r["step"] for r in rows]
+    err = torch.tensor([r["error"] for r in rows], dtype=torch.float64)  # (evals, S)
+    dec = [r["decoded_error"] for r in rows]
     best = torch.cummin(torch.nan_to_num(err, nan=math.inf), dim=0).values
     out = {
-        "steps": hist["step"], "error": hist["error"], "decoded_error": hist["decoded_error"],
+        "steps": steps, "error": err.tolist(), "decoded_error": dec,
         "best_error": best[-1].tolist(), "final_error": err[-1].tolist(),
-        "final_decoded_error": hist["decoded_error"][-1], "snapshots": snaps,
+        "final_decoded_error": dec[-1],
+        "snapshots": {str(r["step"]): r["snapshot"] for r in rows if "snapshot" in r},
         "iterations": plan.iterations, "lr": plan.lr, "batch": plan.batch,
     }
     hit = []
     for s in range(err.shape[1]):
         idx = (err[:, s] <= cfg.target_error).nonzero()
-        hit.append(int(hist["step"][int(idx[0])]) if len(idx) else None)
+        hit.append(int(steps[int(idx[0])]) if len(idx) else None)
     out["first_hit"] = hit
     return out
-
-
-def _build_autoencoder(n: int, g: torch.Generator) -> torch.nn.Sequential:
-    """Encoder n→500→100→6, decoder 6→100→100→n, ReLU (SPEC A7), truncated-normal fan-in init."""
-    sizes = [n, 500, 100, 6, 100, 100, n]
-    layers: list[torch.nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        lin = torch.nn.Linear(a, b)
-        trunc_normal_fan_in_(lin.weight, g)
-        torch.nn.init.zeros_(lin.bias)
-        layers.append(lin)
-        if i not in (2, len(sizes) - 2):  # linear code layer and linear output
-            layers.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*layers)
 
 
 def _train_autoencoder(cfg: Config, ctx) -> dict:
@@ -303,74 +238,60 @@ def _train_autoencoder(cfg: Config, ctx) -> dict:
     for s in range(cfg.ae_seeds):
         p_val = _val_set(cfg, ctx, s + 1, torch.float32)[s].to(dev)
         f_val = task.curves(p_val)
-        model = _build_autoencoder(n, ctx.generator("ae_init", s, device="cpu")).to(dev)
+        model = trunc_mlp((n, *AE_HIDDEN, n), ctx.generator("ae_init", s, device="cpu"),
+                          linear_layers=(AE_CODE_LAYER,)).to(dev)
         opt = torch.optim.Adam(model.parameters(), lr=plan.lr, betas=BETAS, eps=ADAM_EPS)
         g = ctx.generator("train", "autoencoder", s)
-        hist: dict = {"step": [], "decoded_error": []}
-        snaps: dict = {}
-        step = 0
-        state = ctx.load_checkpoint(f"autoencoder{s}")
-        if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            g.set_state(state["gen"])
-            hist, snaps, step = state["hist"], state["snaps"], int(state["step"])
 
-        def evaluate(at: int, model=model, f_val=f_val, hist=hist, snaps=snaps, s=s) -> None:
+        def evaluate(at: int, model=model, f_val=f_val) -> dict:
             with torch.no_grad():
                 f_hat = model(f_val)
-                dec = float(task.relative_error(f_hat, f_val))
-            hist["step"].append(at)
-            hist["decoded_error"].append(dec)
-            ctx.log("autoencoder", at, seed=s, decoded_error=dec)
+                row = {"decoded_error": float(task.relative_error(f_hat, f_val))}
             if at in plan.snapshots:
-                snaps[str(at)] = f_hat[:EXAMPLES].tolist()
+                row["snapshot"] = f_hat[:EXAMPLES].tolist()
+            return row
 
-        if step == 0:
-            evaluate(0)
-        with ctx.progress(plan.iterations - step, f"pwl autoencoder seed {s}") as advance:
-            while step < plan.iterations:
-                m = min(plan.every, plan.iterations - step)
-                p = task.sample_p(m * plan.batch, n, g).view(m, plan.batch, n)
-                f = task.curves(p)
-                for j in range(m):
-                    loss = torch.nn.functional.mse_loss(model(f[j]), f[j])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    step += 1
-                    if step % plan.every == 0 or step in plan.snapshots:
-                        evaluate(step)
-                advance(m)
-                if ctx.checkpoint_due() and step < plan.iterations:
-                    ctx.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(),
-                                         "gen": g.get_state(), "step": step, "hist": hist,
-                                         "snaps": snaps}, f"autoencoder{s}")
-        runs.append({"steps": hist["step"], "decoded_error": hist["decoded_error"],
-                     "snapshots": snaps})
+        def step(i: int, k: int, model=model, opt=opt, g=g) -> None:  # k ≤ every steps' data
+            f = task.curves(task.sample_p(k * plan.batch, n, g).view(k, plan.batch, n))
+            for j in range(k):
+                loss = torch.nn.functional.mse_loss(model(f[j]), f[j])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+        res = fit(ctx, f"autoencoder{s}", steps=plan.iterations, step=step,
+                  eval_every=plan.every, chunked=True, evaluate=evaluate,
+                  description=f"pwl autoencoder seed {s}",
+                  state={"model": model, "opt": opt, "data": g})
+        runs.append(res.history)
+    rows = runs[0]
     return {
-        "steps": runs[0]["steps"],
-        "decoded_error": [[r["decoded_error"][i] for r in runs]
-                          for i in range(len(runs[0]["steps"]))],
-        "final_decoded_error": [r["decoded_error"][-1] for r in runs],
-        "snapshots": runs[0]["snapshots"], "iterations": plan.iterations, "lr": plan.lr,
-        "batch": plan.batch,
+        "steps": [r["step"] for r in rows],
+        "decoded_error": [[h[i]["decoded_error"] for h in runs] for i in range(len(rows))],
+        "final_decoded_error": [h[-1]["decoded_error"] for h in runs],
+        "snapshots": {str(r["step"]): r["snapshot"] for r in rows if "snapshot" in r},
+        "iterations": plan.iterations, "lr": plan.lr, "batch": plan.batch,
     }
+
+
+def _cond_c(n: int, padded: bool = True) -> float:
+    return theory.condition_number(
+        theory.window_covariance(task.ramp_matrix(n), task.K_KINKS, padded=padded))
 
 
 def _condition_study(cfg: Config) -> dict:
     ns = list(cfg.ns)
-    ratio = [theory.ramp_condition(m) for m in ns]
-    cond_c = [theory.condition_number(theory.window_covariance(m)) for m in ns]
-    cond_valid = [theory.condition_number(theory.window_covariance(m, padded=False)) for m in ns]
-    white = theory.inverse_sqrt(theory.window_covariance(cfg.n))
-    whitened = white @ theory.window_covariance(cfg.n) @ white
+    ratio = [theory.squared_condition(task.ramp_matrix(m)) for m in ns]
+    cond_c = [_cond_c(m) for m in ns]
+    cond_valid = [_cond_c(m, padded=False) for m in ns]
+    cov = theory.window_covariance(task.ramp_matrix(cfg.n), task.K_KINKS)
+    white = theory.inverse_sqrt(cov)
     return {
         "ns": ns, "sigma_ratio": ratio, "cond_C": cond_c, "cond_C_interior": cond_valid,
         "sigma_ratio_exponent": theory.fitted_exponent(ns, ratio),
         "cond_C_exponent": theory.fitted_exponent(ns, cond_c),
         "cond_C_interior_exponent": theory.fitted_exponent(ns, cond_valid),
-        "cond_whitened": theory.condition_number(whitened),
+        "cond_whitened": theory.condition_number(white @ cov @ white),
         "sigma_ratio_over_n4": [r / m ** 4 for r, m in zip(ratio, ns)],
     }
 
@@ -378,20 +299,20 @@ def _condition_study(cfg: Config) -> dict:
 def _theory_curves(cfg: Config, results: dict) -> dict:
     """Lemma 2's expected-iterate error (GD/SGD at step 1/L) beside each measured curve, and
     Theorem 3's iteration bound for reaching target_error."""
+    w, k = task.ramp_matrix(cfg.n), task.K_KINKS
     out: dict = {}
     for v in LINEAR:
         if v not in results:
             continue
         steps = results[v]["steps"]
         if v == "fc":
-            curve = theory.fc_expected_error(cfg.n, steps)
+            curve = theory.fc_expected_error(w, steps, k)
         else:
-            curve = theory.conv_expected_error(cfg.n, steps, whiten=v == "conv_cond")
+            curve = theory.conv_expected_error(w, steps, k, whiten=v == "conv_cond")
         out[v] = {"steps": steps, "expected_error": curve}
     out["theorem3_iterations"] = {
-        "fc": theory.theorem3_iterations(theory.ramp_condition(cfg.n), cfg.target_error),
-        "conv": theory.theorem3_iterations(
-            theory.condition_number(theory.window_covariance(cfg.n)), cfg.target_error),
+        "fc": theory.theorem3_iterations(theory.squared_condition(w), cfg.target_error),
+        "conv": theory.theorem3_iterations(_cond_c(cfg.n), cfg.target_error),
         "conv_cond": theory.theorem3_iterations(1.0, cfg.target_error),
     }
     return out
