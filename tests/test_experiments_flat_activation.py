@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -57,3 +59,46 @@ def test_config_refuses_bad_values(bad) -> None:
 
     with pytest.raises(ConfigError):
         resolve("flat_activation", "smoke", overrides=bad)
+
+
+def _res(**mse) -> dict:
+    res = {v: {"test_mse": m} for v, m in mse.items()}
+    res["mean_test_mse"] = {v: sum(m) / len(m) for v, m in mse.items()}
+    return res
+
+
+def test_claims_on_per_seed_log_ratios() -> None:
+    cfg = fa.Config()
+    fo = [6e-5, 1.5e-4, 1.5e-4]
+    res = _res(smooth_approx=[0.85, 0.1, 0.85], end_to_end=[1.4e-3, 2.7e-3, 1.7e-3],
+               multiclass=[1.3e-3, 7.7e-4, 1.6e-3], forward_only=fo)
+    best, fails = fa.claims(res, cfg)
+    assert best.verdict == "holds" and fails.verdict == "holds" and fails.n == 3
+    x = [math.log10(a / b) for a, b in zip([0.85, 0.1, 0.85], fo)]
+    m = sum(x) / 3
+    half = 4.302652729911275 * math.sqrt(sum((v - m) ** 2 for v in x) / 2) / math.sqrt(3)
+    assert fails.statistic == pytest.approx(m)
+    assert fails.interval == pytest.approx([m - half, m + half])
+    assert fails.threshold == 1.0
+    # smooth_approx learns on two seeds of three (as at τ = 0.02): not ≥ 10× on its interval
+    res2 = _res(smooth_approx=[0.85, 2e-4, 3e-4], end_to_end=[1.4e-3] * 3,
+                multiclass=[1e-3] * 3, forward_only=fo)
+    assert fa.claims(res2, cfg)[1].verdict in ("inconclusive", "fails")
+    # forward_only worse than multiclass on every seed: fails
+    res3 = _res(smooth_approx=[0.8] * 3, end_to_end=[1e-3] * 3, multiclass=[1e-5, 2e-5, 3e-5],
+                forward_only=fo)
+    assert fa.claims(res3, cfg)[0].verdict == "fails"
+
+
+def test_claims_not_applicable_without_their_variants() -> None:
+    res = _res(end_to_end=[1e-3] * 3, multiclass=[1e-3] * 3)
+    best, fails = fa.claims(res, fa.Config(variants=("end_to_end", "multiclass")))
+    assert best.verdict == fails.verdict == "not_applicable"
+    assert "forward_only" in best.expected and "smooth_approx" in fails.expected
+
+
+def test_temperature_is_a_declared_free_choice_and_steps_are_equal_at_quick() -> None:
+    cfg = fa.Config()
+    assert cfg.free_choices()["smooth_temperature"]["values"] == [0.005, 0.02]
+    assert cfg.free_choices()["smooth_temperature"]["value"] == 0.005
+    assert cfg.iterations == cfg.forward_only_iterations  # SPEC D2: same steps at quick
