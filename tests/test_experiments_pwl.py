@@ -34,29 +34,41 @@ def test_conv_cond_evaluated_densely_to_cond_iterations_then_sparsely(tmp_path) 
     assert out["best_error"] == pytest.approx(err.min(0).values.tolist())
 
 
-def _res(early, conv, fc) -> dict:
-    return {"conv_cond": {"best_error_by_cond_iterations": early, "first_hit": [None] * 3},
+def _res(hits, conv, fc) -> dict:
+    return {"conv_cond": {"first_hit": hits, "iterations": 50_000, "final_error": [0.1] * 3,
+                          "best_error_by_cond_iterations": [1e-3] * 3},
             "conv": {"best_error": conv}, "fc": {"best_error": fc}}
 
 
-def test_conditioning_wins_on_t_intervals_of_log_errors() -> None:
-    cfg = pwl.Config()
-    early, conv, fc = [2e-3, 4e-3, 3e-3], [0.41, 0.42, 0.415], [0.83, 0.82, 0.84]
-    c = pwl._conditioning_wins(_res(early, conv, fc), cfg)
-    assert c.kind == "empirical" and c.verdict == "holds" and c.n == 3
-    parts = {p["name"].split(" ")[1]: p for p in c.parts}
-    x = [math.log10(e) for e in early]  # brute force: Student t by hand
+def _t(x: list[float]) -> tuple[float, float]:
+    """Mean and 95 % Student t half-width of 3 values, by hand."""
     m = sum(x) / 3
     sd = math.sqrt(sum((v - m) ** 2 for v in x) / 2)
-    half = 4.302652729911275 * sd / math.sqrt(3)  # t quantile 0.975 at 2 degrees of freedom
-    assert parts["conv_cond"]["statistic"] == pytest.approx(m)
-    assert parts["conv_cond"]["interval"] == pytest.approx([m - half, m + half])
-    assert parts["conv_cond"]["threshold"] == pytest.approx(-2.0)
-    # one seed of conv_cond far above the target: the interval straddles -2 → inconclusive
-    assert pwl._conditioning_wins(_res([2e-3, 4e-3, 0.5], conv, fc), cfg).verdict == \
+    return m, 4.302652729911275 * sd / math.sqrt(3)  # t quantile 0.975 at 2 degrees of freedom
+
+
+def test_conditioning_wins_on_t_intervals() -> None:
+    cfg = pwl.Config()
+    hits, conv, fc = [165, 175, 170], [0.41, 0.42, 0.415], [0.83, 0.82, 0.84]
+    c = pwl._conditioning_wins(_res(hits, conv, fc), cfg)
+    assert c.kind == "empirical" and c.verdict == "holds" and c.n == 3
+    first, stall, ratio = c.parts
+    m, half = _t([165.0, 175.0, 170.0])
+    assert first["statistic"] == pytest.approx(m) and first["threshold"] == 500.0
+    assert first["interval"] == pytest.approx([m - half, m + half])
+    m, half = _t([math.log10(v) for v in conv])
+    assert stall["interval"] == pytest.approx([m - half, m + half])
+    assert stall["threshold"] == pytest.approx(-1.0)
+    m, half = _t([math.log10(f / v) for f, v in zip(fc, conv)])
+    assert ratio["interval"] == pytest.approx([m - half, m + half])
+    # no seed reaches 1e-2: each counted as 50,005 (a lower bound), the claim fails
+    never = pwl._conditioning_wins(_res([None, None, None], conv, fc), cfg)
+    assert never.verdict == "fails" and never.parts[0]["statistic"] == 50_005
+    # one seed far later: the interval straddles 500 → inconclusive
+    assert pwl._conditioning_wins(_res([165, 175, 900], conv, fc), cfg).verdict == \
         "inconclusive"
     # conv solves the problem on every seed: fails
-    assert pwl._conditioning_wins(_res(early, [1e-3, 2e-3, 1.5e-3], fc), cfg).verdict == "fails"
+    assert pwl._conditioning_wins(_res(hits, [1e-3, 2e-3, 1.5e-3], fc), cfg).verdict == "fails"
     na = pwl._conditioning_wins({"conv": {}, "fc": {}}, cfg)
     assert na.verdict == "not_applicable" and "conv_cond" in na.expected
 

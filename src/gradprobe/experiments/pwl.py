@@ -8,12 +8,18 @@ iterations (the Hessian λWᵀW has condition number σ₁²/σ_n² ≈ 1.35·n�
 covariance C of the 3-windows), and the same convolution on whitened windows C^{-1/2}x reaches
 1% error within a few hundred iterations. A vanilla deep autoencoder does not help either.
 
-Our quick run (n = 100, 3 seeds trained together, the paper's iteration counts; ~75 CPU-s on
-a loaded 2-core machine): conv_cond first reaches error ≤ 1e-2 after 170–240 iterations
-(reference 145–230); after 50,000 iterations conv's best error is 0.41–0.42 and fc's 0.82–0.83
-(reference 0.41–0.42 and 0.83–0.85);
-σ₁²/σ_n² grows as n^3.90 (1.35e8 at n = 100) and cond(C) as n^2.9 (1.52e6 at n = 100 with the
-windows the padded conv sees, 1.55e6 over the n − 2 interior windows).
+Every variant trains through training.fit (the S seeds of a linear decoder as one stacked
+parameter with training.ensemble.Adam) and is drawn at Fig. 5's 500, 10,000 and 50,000
+iterations (its caption; the autoencoder reaches 10,000 at quick scale, 50,000 at paper scale).
+
+Our quick run (n = 100, 3 seeds, seed 0): conv_cond first reaches error ≤ 1e-2 after 165, 175,
+170 iterations (t interval of the mean [158, 182] ≤ 500; reference 145–230); after 50,000
+iterations conv's best error is 0.41 on every seed and fc's 0.82–0.83 (reference 0.41–0.42 and
+0.83–0.85): conditioning_wins holds. At lr 0.99 conv_cond rebounds after solving the problem
+(error 0.79, 1.6e-5, 0.077 at 50,000 iterations).
+σ₁²/σ_n² grows as n^3.90 (1.35e8 at n = 100) and cond(C) as n^2.95 (1.52e6 at n = 100 with the
+windows the padded conv sees, 1.55e6 over the n − 2 interior windows): condition_numbers_scale,
+an exact identity.
 Error metric: the mean over 1,000 validation curves of ‖p̂ − p‖/‖p‖ (the decoded curve's error
 ‖Wp̂ − f‖/‖f‖ is also recorded: it hides fc's failure).
 """
@@ -376,34 +382,38 @@ def claims(res: dict, cfg: Config) -> list[Claim]:
 
 
 def _conditioning_wins(res: dict, cfg: Config) -> Claim:
-    """Three parts over the seeds, on log10 errors (errors span decades; Student t across
-    seeds): conv_cond's best error by cond_iterations ≤ target; conv's best error after
-    `iterations` ≥ stall_error; fc's best ≥ conv's (per-seed log ratio ≥ 0)."""
+    """Three parts, Student t across the seeds: conv_cond's first iteration with error
+    ≤ target_error is ≤ cond_iterations (SPEC A7's statement; a seed that never gets there
+    counts as one evaluation past the last iteration run, a lower bound); log10 of conv's best
+    error after `iterations` ≥ log10(stall_error); log10(fc best / conv best) ≥ 0."""
     statement = ("the whitened conv reaches 1% error within a few hundred iterations; conv and "
                  f"fc do not get below {cfg.stall_error:g} in {cfg.iterations} iterations, fc "
                  "worst")
-    expected = (f"over {cfg.seeds} seeds, Student t on log10 errors: conv_cond's best error by "
-                f"iteration {cfg.cond_iterations} (evaluated every {cfg.cond_eval_every}) "
-                f"≤ {cfg.target_error:g}; at {cfg.iterations} iterations conv's best-so-far "
-                f"≥ {cfg.stall_error:g} and fc's best-so-far ≥ conv's")
+    expected = (f"over {cfg.seeds} seeds (Student t): the first iteration at which conv_cond's "
+                f"error ≤ {cfg.target_error:g} (evaluated every {cfg.cond_eval_every}) is "
+                f"≤ {cfg.cond_iterations}; at {cfg.iterations} iterations log10 of conv's "
+                f"best-so-far ≥ log10 {cfg.stall_error:g} and log10(fc best / conv best) ≥ 0")
     paper = "conv_cond 1e-2 in 145–230 its; conv 0.41–0.42 and fc 0.83–0.85 after 50k"
     missing = [v for v in LINEAR if v not in res]
     if missing:
         return not_applicable("conditioning_wins", statement,
                               "needs variants " + ", ".join(missing), paper, "empirical")
-    early = res["conv_cond"]["best_error_by_cond_iterations"]
+    cc = res["conv_cond"]
+    never = cc["iterations"] + cfg.cond_eval_every  # lower bound for a seed that never hit
+    hits = [float(h) if h is not None else float(never) for h in cc["first_hit"]]
     conv_best, fc_best = res["conv"]["best_error"], res["fc"]["best_error"]
     lc, lf = _log10(conv_best), _log10(fc_best)
     parts = [
-        Part(f"log10 conv_cond best error by {cfg.cond_iterations}", t_interval(_log10(early)),
-             "<=", math.log10(cfg.target_error)),
+        Part(f"conv_cond first iteration with error ≤ {cfg.target_error:g}", t_interval(hits),
+             "<=", float(cfg.cond_iterations)),
         Part(f"log10 conv best error at {cfg.iterations}", t_interval(lc), ">=",
              math.log10(cfg.stall_error)),
         Part("log10(fc best / conv best)", t_interval([f - c for f, c in zip(lf, lc)]), ">=",
              0.0),
     ]
-    measured = {"conv_cond_best_by_cond_iterations": early,
-                "conv_cond_first_hit": res["conv_cond"]["first_hit"],
+    measured = {"conv_cond_first_hit": cc["first_hit"],
+                "conv_cond_best_by_cond_iterations": cc["best_error_by_cond_iterations"],
+                "conv_cond_final_error": cc["final_error"],
                 "conv_best": conv_best, "fc_best": fc_best,
                 "diverged": [v for v in LINEAR if res[v].get("diverged")]}
     return judge("conditioning_wins", statement, expected, paper, "empirical", parts, measured)
