@@ -35,8 +35,8 @@ from gradprobe.claims import finite
 from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
+from gradprobe.nets.parity import parity_net
 from gradprobe.probes.target_variance import target_variance
-from gradprobe.tasks.parity import parity_net
 from gradprobe.tasks.periodic import periodic_targets, sample_directions, sample_gaussian_inputs
 from gradprobe.theory.parity import fit_slope
 

@@ -9,8 +9,8 @@ iterations (its gradient carries ~2^-30 of information about v*: Theorem 1, expe
 
 S seeds train at once as one vectorised ensemble (gradprobe.training.ensemble): each seed has
 its own v*, init, data and test streams, so a seed's curve does not depend on the ensemble size,
-and the figure shows a band over seeds. The training loop checkpoints (parameters, step, history
-and every generator's state) so an interrupted run resumes bit-identically.
+and the figure shows a band over seeds. Training runs through gradprobe.training.fit (checkpoints
+hold the parameters, the history and every generator's state, so a resumed run is bit-identical).
 
 Ours (quick, seed 0: 8 seeds, 25,000 iterations, 1,000 test samples per evaluation, ~100 CPU-s):
 d = 5: every seed at 1.00 (mean ≥ 0.99 from 4.5k iterations); d = 10: mean 0.985 (six seeds at
@@ -30,13 +30,10 @@ from gradprobe.claims import finite
 from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.tasks.parity import (
-    parity_labels,
-    parity_net,
-    sample_inputs,
-    sample_secret,
-)
+from gradprobe.nets.parity import parity_net
+from gradprobe.tasks.parity import parity_labels, sample_inputs, sample_secret
 from gradprobe.training.ensemble import SGD, Ensemble
+from gradprobe.training.fit import fit
 from gradprobe.training.metrics import hinge
 from gradprobe.training.metrics import sign_accuracy as accuracy
 
@@ -83,7 +80,7 @@ def _evaluate(ens: Ensemble, v: torch.Tensor, d: int, n: int, gens: list, dev) -
 
 def train_dim(d: int, cfg: Config, ctx) -> dict:
     """Train cfg.seeds nets on their own random parities of dimension d; the test curves."""
-    dev, S, name = ctx.device, cfg.seeds, f"parity_d{d}"
+    dev, S = ctx.device, cfg.seeds
     secrets = torch.stack([sample_secret(d, ctx.generator("secret", d, s, device="cpu"))
                            for s in range(S)]).to(dev)  # (S, d)
     ens = Ensemble.build(lambda g: parity_net(d, g),
@@ -91,38 +88,26 @@ def train_dim(d: int, cfg: Config, ctx) -> dict:
     data_g = [ctx.generator("data", d, s) for s in range(S)]
     test_g = [ctx.generator("test", d, s) for s in range(S)]
     opt = SGD(cfg.lr)
-    state = ctx.load_checkpoint(name)
-    if state is not None:  # resume: parameters, generators and history as they were
-        ens.load_state_dict({"params": state["params"], "buffers": {}})
-        for g, st in zip(data_g + test_g, state["data_g"] + state["test_g"]):
-            g.set_state(st)
-        step, steps, acc, loss = state["step"], state["steps"], state["acc"], state["loss"]
-    else:
-        acc0 = _evaluate(ens, secrets, d, cfg.test_size, test_g, dev)
-        step, steps, acc, loss = 0, [0], [acc0], [None]  # no training loss before step 1
-        ctx.log(name, 0, d=d, acc_mean=sum(acc0) / S, acc_min=min(acc0), acc_max=max(acc0))
-    with ctx.progress(cfg.iterations, f"parity d={d} ({S} seeds)") as advance:
-        advance(step)
-        while step < cfg.iterations:
-            k = min(cfg.eval_every, cfg.iterations - step)
-            xs = torch.stack([sample_inputs((k, cfg.batch_size), d, g, dev) for g in data_g], 1)
-            ys = parity_labels(xs, secrets[None, :, None, :])  # (k, S, B)
-            total = torch.zeros(S, device=dev)
-            for j in range(k):
-                total += ens.step(opt, hinge, xs[j], ys[j], stacked=True)
-            step += k
-            a = _evaluate(ens, secrets, d, cfg.test_size, test_g, dev)
-            steps.append(step)
-            acc.append(a)
-            loss.append(float(total.mean()) / k)
-            ctx.log(name, step, d=d, acc_mean=sum(a) / S, acc_min=min(a), acc_max=max(a),
-                    train_loss=loss[-1])
-            advance(k)
-            if step < cfg.iterations and ctx.checkpoint_due():
-                ctx.save_checkpoint({
-                    "params": dict(ens.params), "step": step, "steps": steps, "acc": acc,
-                    "loss": loss, "data_g": [g.get_state() for g in data_g],
-                    "test_g": [g.get_state() for g in test_g]}, name)
+
+    def step(done: int, k: int) -> torch.Tensor:  # steps done+1 … done+k; summed loss (S,)
+        xs = torch.stack([sample_inputs((k, cfg.batch_size), d, g, dev) for g in data_g], 1)
+        ys = parity_labels(xs, secrets[None, :, None, :])  # (k, S, B)
+        total = torch.zeros(S, device=dev)
+        for j in range(k):
+            total += ens.step(opt, hinge, xs[j], ys[j], stacked=True)
+        return total
+
+    def evaluate(_: int) -> dict:
+        a = _evaluate(ens, secrets, d, cfg.test_size, test_g, dev)
+        return {"acc": a, "acc_mean": sum(a) / S}
+
+    fr = fit(ctx, f"parity_d{d}", steps=cfg.iterations, step=step, chunked=True,
+             eval_every=cfg.eval_every, evaluate=evaluate,
+             state={"ens": ens, "data": data_g, "test": test_g},
+             description=f"parity d={d} ({S} seeds)")
+    steps, acc = fr.column("step"), fr.column("acc")
+    loss = [None if v is None else sum(v) / S if isinstance(v, list) else v
+            for v in fr.column("train_loss")]  # mean over seeds (None before step 1)
     per_seed = [list(col) for col in zip(*acc)]  # (S, n_evals)
     mean = [sum(a) / S for a in acc]
     first = next((t for t, m in zip(steps, mean) if m >= 0.99), None)

@@ -35,11 +35,11 @@ from gradprobe.claims import finite
 from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
+from gradprobe.nets.parity import parity_net
 from gradprobe.probes.target_variance import per_sample_jacobians, target_variance
 from gradprobe.tasks.parity import (
     all_inputs,
     parity_labels,
-    parity_net,
     sample_inputs,
     sample_secret,
     stratified_secrets,

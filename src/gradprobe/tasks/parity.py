@@ -1,8 +1,7 @@
 """Random parities (Shalev-Shwartz, Shamir & Shammah 2017, §2.1, Fig. 1; SPEC A1–A2).
 
-v* uniform in {0,1}^d, x uniform in {0,1}^d, y = (-1)^<x, v*>. The net is
-Linear(d, 10d) → ReLU → Linear(10d, 1), truncated-normal init with std 1/sqrt(fan_in), zero
-biases; the loss is the hinge max(0, 1 − y·ŷ).
+v* uniform in {0,1}^d, x uniform in {0,1}^d, y = (-1)^<x, v*>: data only (the net is
+gradprobe.nets.parity.parity_net).
 """
 
 from __future__ import annotations
@@ -10,18 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor, nn
-
-from gradprobe.nets.init import trunc_normal_fan_in_
-
-
-def parity_net(d: int, generator: torch.Generator, width_factor: int = 10) -> nn.Sequential:
-    """Linear(d, 10d) → ReLU → Linear(10d, 1); weights trunc-normal std 1/sqrt(fan_in), bias 0."""
-    net = nn.Sequential(nn.Linear(d, width_factor * d), nn.ReLU(), nn.Linear(width_factor * d, 1))
-    for layer in (net[0], net[2]):
-        trunc_normal_fan_in_(layer.weight, generator)
-        nn.init.zeros_(layer.bias)
-    return net
+from torch import Tensor
 
 
 def sample_secret(d: int, generator: torch.Generator, device: torch.device | str = "cpu") -> Tensor:

@@ -7,20 +7,14 @@ import math
 import pytest
 import torch
 
+from gradprobe.nets.parity import parity_net
 from gradprobe.probes.target_variance import (
     loss_derivative,
     per_sample_jacobians,
     target_variance,
 )
-from gradprobe.runs.store import execute, resolve
-from gradprobe.tasks.parity import (
-    all_inputs,
-    parity_matrix,
-    parity_net,
-    stratified_secrets,
-)
-from gradprobe.tasks.periodic import periodic_targets, sample_directions
-from gradprobe.theory.parity import fit_slope, parity_bound, parity_hinge_variance
+from gradprobe.tasks.parity import all_inputs, parity_matrix, stratified_secrets
+from gradprobe.theory.parity import parity_bound, parity_hinge_variance
 
 
 def _net(d: int, seed: int = 0, bias: float = 0.0) -> torch.nn.Module:
@@ -128,42 +122,3 @@ def test_loss_derivative() -> None:
     y = torch.tensor([1.0, 1.0, -1.0])
     assert torch.equal(loss_derivative("hinge", p, y), torch.tensor([-1.0, 0.0, 1.0]))
     assert torch.equal(loss_derivative("square", p, y), p - y)
-
-
-def test_periodic_targets_and_slope() -> None:
-    v = sample_directions(4, 6, 2.5, torch.Generator().manual_seed(0))
-    torch.testing.assert_close(v.norm(dim=1), torch.full((4,), 2.5))
-    x = torch.randn(9, 6, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(periodic_targets(v)(x), torch.cos(v @ x.T))
-    tri = periodic_targets(v, "triangle")(x)
-    assert tri.abs().max() <= 1
-    assert fit_slope([1, 2, 3], [3, 1, -1]) == pytest.approx(-2)
-    assert math.isnan(fit_slope([1], [1]))
-
-
-@pytest.mark.parametrize("name,figure", [("parity_variance", "parity_variance.png"),
-                                         ("linear_periodic", "linear_periodic.png")])
-def test_smoke(tmp_path, name: str, figure: str) -> None:
-    s = execute(resolve(name, "smoke", out=tmp_path), quiet=True)
-    assert s["status"] == "complete", s.get("error")
-    assert len(s["claims"]) == 2
-    assert all(isinstance(c["holds"], bool) for c in s["claims"])
-    assert (tmp_path / name / s["run_id"] / figure).exists()
-    if name == "parity_variance":
-        per_d = s["results"]["per_d"]
-        assert not per_d["6"]["exact"] and per_d["5"]["exact"]
-        for row in per_d["5"]["per_seed"]:
-            assert row["var"] == pytest.approx(row["closed_form"], rel=1e-9)
-        assert s["claims"][0]["holds"]  # Theorem 1 holds at every d, even at smoke scale
-
-
-def test_bound_holds_away_from_init(tmp_path) -> None:
-    """Theorem 1 holds at every w: after SGD steps (|p| > 1 on some inputs) it is not tight."""
-    s = execute(resolve("parity_variance", "smoke", overrides={"dims": [4, 5], "train_steps": 300},
-                        out=tmp_path), quiet=True)
-    assert s["status"] == "complete"
-    rows = [r for v in s["results"]["per_d"].values() for r in v["per_seed"]]
-    assert all(r["ratio"] <= 1 for r in rows)
-    assert any(r["max_abs_pred"] > 1 for r in rows)
-    for r in rows:
-        assert r["var"] == pytest.approx(r["closed_form"], rel=1e-9)
