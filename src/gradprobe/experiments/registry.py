@@ -13,6 +13,7 @@ from gradprobe.experiments.base import Experiment
 # SPEC order, used for listing and for `reproduce`; modules not named here come after, sorted.
 ORDER = (
     "parity", "parity_variance", "linear_periodic", "end_to_end", "snr", "noise_decomposition",
+    "tuple_variance",
     "pwl", "flat_activation", "vanishing", "shattered_1d", "shattered_theory", "activations",
     "convnet_shattering", "looks_linear",
 )
