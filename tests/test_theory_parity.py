@@ -10,7 +10,7 @@ from gradprobe.tasks.parity import parity_matrix
 from gradprobe.theory.parity import affine_loss_derivative, hadamard_matrix, walsh_hadamard
 
 
-@pytest.mark.parametrize("d", [0, 1, 3, 7, 13])
+@pytest.mark.parametrize("d", [0, 1, 3, 7, 10])
 def test_walsh_hadamard_equals_the_parity_matrix_product(d: int) -> None:
     v = torch.randn(2**d, 3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(d))
     ref = torch.einsum("si,iab->sab", parity_matrix(d).double(), v)

@@ -52,7 +52,7 @@ class Config(ExperimentConfig):
     ks: tuple[int, ...] = (1, 2, 3, 4, 5)  # tuple sizes k (SPEC: 1..5)
     dims: tuple[int, ...] = (4, 16, 64)  # part dimensions d (envelope falls with k for d ≥ 64)
     nets: int = 6  # independent replicates: own init, targets u and inputs x
-    tuples: int = 8192  # inputs n per replicate (U-statistic over pairs i ≠ j)
+    tuples: int = 16384  # inputs n per replicate (U-statistic over pairs i ≠ j)
     targets: int = 64  # directions u per replicate (pairs t ≠ t')
     center_tuples: int = 4096  # independent inputs for the gradient centre
     hidden: int = 100  # N2's hidden width (A4: 100)
@@ -169,24 +169,25 @@ def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
         col = plots.COLORS[i % len(plots.COLORS)]
         d = int(d_key)
         ks = sorted(int(k) for k in per_k)
-        val = [per_k[str(k)]["ratio"] for k in ks]
-        hi = [per_k[str(k)]["ratio_interval"][1] for k in ks]
-        lo = [max(per_k[str(k)]["ratio_interval"][0], 1e-300) for k in ks]
-        pos = [(k, v) for k, v in zip(ks, val) if v > 0]
-        ax.plot([k for k, _ in pos], [v for _, v in pos], "o-", color=col, ms=4,
-                label=f"d={d}: Var/G² (mean of {res['nets']} nets)")
-        for k, a, b in zip(ks, lo, hi):
-            if b > 0:
-                ax.plot([k, k], [max(a, b * 1e-3), b], color=col, lw=3, alpha=0.35)
+        iv = {k: per_k[str(k)]["ratio_interval"] for k in ks}
+        res_k = [k for k in ks if iv[k][0] > 0]  # resolved above 0
+        ax.plot(res_k, [per_k[str(k)]["ratio"] for k in res_k], "o-", color=col, ms=4,
+                label=f"d={d}: Var/G² (mean of {res['nets']} nets, resolved)")
+        for k in res_k:
+            ax.plot([k, k], iv[k], color=col, lw=3, alpha=0.35)
+        unres = [k for k in ks if iv[k][0] <= 0 < iv[k][1]]
+        ax.plot(unres, [iv[k][1] for k in unres], "v", color=col, mfc="none", ms=6,
+                label=f"d={d}: upper end where the interval holds 0")
         if "1" in per_k:
             c = _c_fit(per_k, d)
             ax.plot(ks, [c * envelope(k, d) for k in ks], "--", color=col, lw=1,
                     label=f"d={d}: envelope c·(k ln d/d)^(k/2), c = {c:.3g}")
     ax.set_yscale("log")
+    ax.set_xticks(sorted({int(k) for per_k in res["per_d"].values() for k in per_k}))
     ax.set_xlabel("tuple size k")
-    ax.set_ylabel("Var(H, F, w) / G(w)²  (log scale; bars: 95 % interval)")
+    ax.set_ylabel("Var(H, F, w) / G(w)²  (log; bars: 95 % interval)")
     ax.set_title("Gradient variance across targets ∏ sign(⟨u, x_l⟩) (Thm 3)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, ncol=1, loc="lower left")
     return [plots.save(fig, out_dir / "tuple_variance.png")]
 
 
