@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 
 import torch
@@ -23,11 +24,54 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+MAX_THREADS = 1024
+DEFAULT_CHECKPOINT_EVERY_S = 30.0
+
+
+def threads_from_env() -> int:
+    """$GRADPROBE_THREADS as a whole number in 1..MAX_THREADS (default DEFAULT_THREADS);
+    anything else is a UsageError naming the variable and what is valid."""
+    raw = os.environ.get("GRADPROBE_THREADS")
+    if raw is None or raw.strip() == "":
+        return DEFAULT_THREADS
+    try:
+        n = int(raw.strip())
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_THREADS:
+        raise UsageError(f"GRADPROBE_THREADS={raw[:40]!r} is not valid; "
+                         f"set a whole number from 1 to {MAX_THREADS} or unset it")
+    return n
+
+
+def checkpoint_every_from_env() -> float:
+    """$GRADPROBE_CHECKPOINT_EVERY in seconds: a finite number > 0 (default 30)."""
+    raw = os.environ.get("GRADPROBE_CHECKPOINT_EVERY")
+    if raw is None or raw.strip() == "":
+        return DEFAULT_CHECKPOINT_EVERY_S
+    try:
+        s = float(raw.strip())
+    except ValueError:
+        s = math.nan
+    if not (math.isfinite(s) and s > 0):
+        raise UsageError(f"GRADPROBE_CHECKPOINT_EVERY={raw[:40]!r} is not valid; "
+                         "set a number of seconds > 0 (default 30) or unset it")
+    return s
+
+
+def check_env() -> None:
+    """Validate every GRADPROBE_* variable up front, before anything is written."""
+    threads_from_env()
+    checkpoint_every_from_env()
+
+
 def set_threads(n: int | None = None) -> int:
     """Set torch's intra-op threads from n, else $GRADPROBE_THREADS, else DEFAULT_THREADS."""
     if n is None:
-        n = int(os.environ.get("GRADPROBE_THREADS", DEFAULT_THREADS))
-    torch.set_num_threads(max(1, n))
+        n = threads_from_env()
+    if not 1 <= n <= MAX_THREADS:
+        raise UsageError(f"--threads {n} is not valid; choose 1 to {MAX_THREADS}")
+    torch.set_num_threads(n)
     return torch.get_num_threads()
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +28,14 @@ def figure(nrows: int = 1, ncols: int = 1, width: float = 5.0, height: float = 3
 
 
 def save(fig: Any, path: Path | str) -> Path:
-    """Save fig as PNG atomically (temp file + rename) and close it."""
+    """Save fig as PNG atomically (runs.atomic.atomic_path: temp file + rename) and close it."""
+    from gradprobe.runs.atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
     try:
         fig.tight_layout()
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return path
