@@ -99,13 +99,15 @@ def write_report(summaries: list[dict[str, Any]], out: Path, scale: str) -> tupl
     for r in rows:
         h.append("<tr>" + "".join(f"<td>{html.escape(r[k])}</td>" for k in
                                   ("experiment", "claim", "paper", "expected", "measured"))
-                 + f"<td class='{r['holds']}'>{r['holds']}</td></tr>")
+                 + f"<td class='{html.escape(r['holds'])}'>{html.escape(r['holds'])}</td></tr>")
     h.append("</table>")
     for s, exp, rel in body:
-        h.append(f"<h2 id='{s['experiment']}'>{html.escape(s['experiment'])} "
-                 f"({exp.spec if exp else ''}): {html.escape(exp.title if exp else '')}</h2>")
+        h.append(f"<h2 id='{html.escape(str(s['experiment']))}'>"
+                 f"{html.escape(str(s['experiment']))} "
+                 f"({html.escape(exp.spec if exp else '')}): "
+                 f"{html.escape(exp.title if exp else '')}</h2>")
         h.append(f"<p>Source: {html.escape(exp.source if exp else '')}. Status: "
-                 f"<b>{s['status']}</b> in {s.get('elapsed_s', 0):.1f} s. "
+                 f"<b>{html.escape(str(s['status']))}</b> in {s.get('elapsed_s', 0):.1f} s. "
                  f"Run: <code>{html.escape(str(rel))}</code></p>")
         if s.get("status") == "failed":
             h.append(f"<pre>{html.escape(str(s.get('error')))}</pre>")
