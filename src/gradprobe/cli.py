@@ -130,7 +130,9 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def _brief_int(n: int) -> str:
-    return str(n) if abs(n) < 10**15 else f"~10^{len(str(abs(n))) - 1}"
+    import math
+
+    return str(n) if abs(n) < 10**15 else f"~10^{int(math.log10(abs(n)))}"
 
 
 def check_out_dir(out: Path) -> None:

@@ -180,7 +180,7 @@ def _check_scalar(cls: type[ExperimentConfig], key: str, name: str, value: Any,
 def _brief(value: Any, limit: int = 60) -> str:
     """repr(value), shortened for one-line messages."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
-        return f"{'-' if value < 0 else ''}~10^{int((abs(value).bit_length() - 1) * 0.30103)}"
+        return f"{'-' if value < 0 else ''}~10^{int(math.log10(abs(value)))}"
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -161,7 +161,8 @@ def _ray(jobs: list[tuple[int, tuple]], workers: int,
         else:
             ray.init(num_cpus=workers, log_to_driver=False, include_dashboard=False)
     task = ray.remote(num_cpus=1, max_retries=RAY_MAX_RETRIES)(run_by_name)
-    env = {"env_vars": {"GRADPROBE_THREADS": os.environ.get("GRADPROBE_THREADS", "1"),
+    env_vars = {k: os.environ[k] for k in JOB_ENV if k in os.environ}
+    env = {"env_vars": {**env_vars, "GRADPROBE_THREADS": env_vars.get("GRADPROBE_THREADS", "1"),
                         "OMP_WAIT_POLICY": "PASSIVE"}}
     refs = {task.options(runtime_env=env).remote(*a): i for i, a in jobs}
     pending = list(refs)

@@ -1,22 +1,23 @@
 """RunContext: what an experiment's run() gets — device, seeds, metrics log, progress, resume.
 
 Resume protocol. metrics.jsonl is append-only; every checkpoint and every finished stage records
-the byte length and line count of metrics.jsonl at that moment. A restarted run truncates
+the byte length, line count and sha256 of metrics.jsonl at that moment. A restarted run truncates
 metrics.jsonl to the largest recorded length, so the points logged after the last checkpoint are
 logged again, exactly once, by the resumed computation. Stages (`ctx.stage(key, fn)`) memoise
 whole sub-computations; checkpoints (`ctx.save_checkpoint`) cover long loops inside a stage and
 are cleared when it ends.
 
-Validation. Stage files and checkpoints carry a sha256 of their payload, and the recorded metrics
-length and line count must match metrics.jsonl. A damaged stage file or metrics file cannot be
-placed in the metrics log, so the run starts over (one warning line); a damaged checkpoint is
-dropped with the others and its stage reruns from the last finished stage. While the run goes on,
-metrics.jsonl must keep the length this context wrote; if something else truncates or appends to
-it, `StoreDamaged` is raised and the store recomputes the run.
+Validation. Stage files and checkpoints carry a sha256 of their payload, and the recorded
+metrics length, line count and digest must match metrics.jsonl. A damaged stage file or metrics
+file cannot be placed in the metrics log, so the run starts over (one warning line); a damaged
+checkpoint is dropped with the others and its stage reruns from the last finished stage. While
+the run goes on, metrics.jsonl must keep the length this context wrote; if something else
+truncates or appends to it, `StoreDamaged` is raised and the store recomputes the run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -70,7 +71,7 @@ class RunContext:
         self.diverged: str | None = None  # the reason, once mark_diverged was called
         self.stages_done: dict[str, Any] = {}  # key → result, in order: the results so far
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._size, self._lines = self._restore_metrics()
+        self._size, self._lines, self._digest = self._restore_metrics()
         self._metrics = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
 
     # ---- seeds -------------------------------------------------------------------------
@@ -89,30 +90,34 @@ class RunContext:
     def log(self, series: str, step: int | None = None, **values: Any) -> None:
         """Append one point to metrics.jsonl: {"series": ..., "step": ..., **values}."""
         row = {"series": series, "step": step, **values}
-        line = json.dumps(clean_json(row)) + "\n"
-        self._metrics.write(line)
-        self._size += len(line.encode())
+        data = (json.dumps(clean_json(row)) + "\n").encode()
+        self._metrics.write(data.decode())
+        self._size += len(data)
         self._lines += 1
+        self._digest.update(data)
 
-    def _metrics_mark(self) -> tuple[int, int]:
-        """(byte length, line count) of metrics.jsonl, checked against what this run wrote."""
+    def _metrics_mark(self) -> dict[str, Any]:
+        """{metrics_offset, metrics_lines, metrics_sha256} of metrics.jsonl, after checking
+        that its length is what this run wrote."""
         self._metrics.flush()
         size = self.metrics_path.stat().st_size if self.metrics_path.exists() else -1
         if size != self._size:
             raise StoreDamaged(f"{self.metrics_path} is {size} bytes but this run wrote "
                                f"{self._size}: it was changed under the run")
-        return self._size, self._lines
+        return {"metrics_offset": self._size, "metrics_lines": self._lines,
+                "metrics_sha256": self._digest.hexdigest()}
 
     def verify_metrics(self) -> None:
-        """Raise StoreDamaged unless metrics.jsonl holds exactly the lines this run wrote."""
-        self._metrics_mark()
-        if _count_lines(self.metrics_path, self._size) != self._lines:
+        """Raise StoreDamaged unless metrics.jsonl holds exactly the bytes this run wrote."""
+        mark = self._metrics_mark()
+        if _prefix_mark(self.metrics_path, mark["metrics_offset"]) != mark:
             raise StoreDamaged(f"{self.metrics_path} does not hold the {self._lines} lines "
                                "this run wrote")
 
-    def _restore_metrics(self) -> tuple[int, int]:
+    def _restore_metrics(self) -> tuple[int, int, Any]:
         """Validate stages and checkpoints, truncate metrics.jsonl to the last recorded mark;
-        returns that (length, lines). Damage is reported in one line and recomputed."""
+        returns that (length, lines, running sha256). Damage is reported in one line and
+        recomputed."""
         stages = {}
         damaged = []
         for path in sorted(self._stage_dir.glob("*.json")):
@@ -129,36 +134,37 @@ class RunContext:
                 bad_ckpt.append(path)
             else:
                 ckpts[path] = doc
-        size = self.metrics_path.stat().st_size if self.metrics_path.exists() else 0
-        marks = [(d["metrics_offset"], d["metrics_lines"]) for d in stages.values()]
-        if not damaged and marks:
-            off, lines = max(marks)
-            if off > size or _count_lines(self.metrics_path, off) != lines:
-                damaged.append(self.metrics_path)
+        marks = [_mark(d) for d in stages.values()]
+        base = max(marks, default=_mark({}), key=lambda m: m["metrics_offset"])
+        if not damaged and marks and _prefix_mark(self.metrics_path,
+                                                  base["metrics_offset"]) != base:
+            damaged.append(self.metrics_path)
         if damaged:
             warn(f"{damaged[0]} is damaged; recomputing {self.run_dir} from the start")
             self._wipe()
-            return 0, 0
-        base = max(marks, default=(0, 0))
+            return 0, 0, hashlib.sha256()
         if bad_ckpt:
             warn(f"{bad_ckpt[0]} is damaged; dropping checkpoints, resuming from the last "
                  "finished stage")
             shutil.rmtree(self._ckpt_dir, ignore_errors=True)
             ckpts = {}
-        cmarks = [(d["metrics_offset"], d["metrics_lines"]) for d in ckpts.values()]
-        if cmarks:
-            off, lines = max(cmarks)
-            if off > size or off < base[0] or _count_lines(self.metrics_path, off) != lines:
+        mark = base
+        if ckpts:
+            last = max((_mark(d) for d in ckpts.values()), key=lambda m: m["metrics_offset"])
+            if (last["metrics_offset"] < base["metrics_offset"]
+                    or _prefix_mark(self.metrics_path, last["metrics_offset"]) != last):
                 warn(f"{self.metrics_path} does not match the checkpoints; dropping them, "
                      "resuming from the last finished stage")
                 shutil.rmtree(self._ckpt_dir, ignore_errors=True)
-                cmarks = []
-        off, lines = max([base, *cmarks])
-        self.resumed = bool(stages or cmarks)
+            else:
+                mark = last
+        self.resumed = bool(stages or (self._ckpt_dir.exists() and ckpts))
+        off = mark["metrics_offset"]
         if self.metrics_path.exists():
             with open(self.metrics_path, "r+b") as f:
                 f.truncate(off)
-        return off, lines
+        digest = hashlib.sha256(_read_prefix(self.metrics_path, off) or b"")
+        return off, mark["metrics_lines"], digest
 
     def _wipe(self) -> None:
         shutil.rmtree(self._stage_dir, ignore_errors=True)
@@ -196,8 +202,7 @@ class RunContext:
             self.stages_done[key] = doc["result"]
             return doc["result"]
         result = clean_json(fn(), strict=False)  # NaN kept: the run must still read as diverged
-        offset, lines = self._metrics_mark()
-        body = {"key": key, "result": result, "metrics_offset": offset, "metrics_lines": lines}
+        body = {"key": key, "result": result, **self._metrics_mark()}
         payload = json.dumps(body, sort_keys=True)
         write_bytes(path, json.dumps({**body, "sha256": checksum(payload.encode())}).encode())
         for ckpt in self._ckpt_dir.glob("*.pt"):
@@ -212,9 +217,8 @@ class RunContext:
     def save_checkpoint(self, state: dict[str, Any], name: str = "state") -> None:
         """Atomically save state (tensors, numbers, lists, dicts only: loaded weights_only),
         behind a header with the payload's sha256."""
-        offset, lines = self._metrics_mark()
         buf = io.BytesIO()
-        torch.save({"state": state, "metrics_offset": offset, "metrics_lines": lines}, buf)
+        torch.save({"state": state, **self._metrics_mark()}, buf)
         payload = buf.getvalue()
         header = CKPT_MAGIC + checksum(payload).encode() + b"\n"
         write_bytes(self._ckpt_dir / f"{_safe(name)}.pt", header + payload)
@@ -245,31 +249,49 @@ def _safe(key: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in key)
 
 
-def _count_lines(path: Path, size: int) -> int:
-    """Newlines in the first `size` bytes of path; -1 when the prefix does not end a line."""
+MARK_KEYS = ("metrics_offset", "metrics_lines", "metrics_sha256")
+
+
+def _mark(doc: dict[str, Any]) -> dict[str, Any]:
+    return {"metrics_offset": doc.get("metrics_offset", 0),
+            "metrics_lines": doc.get("metrics_lines", 0),
+            "metrics_sha256": doc.get("metrics_sha256", hashlib.sha256().hexdigest())}
+
+
+def _read_prefix(path: Path, size: int) -> bytes | None:
+    """The first `size` bytes of path, or None when it is shorter or unreadable."""
     if size == 0:
-        return 0
+        return b""
     try:
         with open(path, "rb") as f:
             data = f.read(size)
     except OSError:
-        return -1
-    if len(data) != size or not data.endswith(b"\n"):
-        return -1
-    return data.count(b"\n")
+        return None
+    return data if len(data) == size else None
+
+
+def _prefix_mark(path: Path, size: int) -> dict[str, Any] | None:
+    """The mark (length, lines, sha256) of the first `size` bytes of path; None when the file
+    is shorter or that prefix does not end a line."""
+    data = _read_prefix(path, size)
+    if data is None or (data and not data.endswith(b"\n")):
+        return None
+    return {"metrics_offset": size, "metrics_lines": data.count(b"\n"),
+            "metrics_sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _mark_ok(doc: Any) -> bool:
     return (isinstance(doc, dict)
             and all(isinstance(doc.get(k), int) and not isinstance(doc.get(k), bool)
-                    and doc[k] >= 0 for k in ("metrics_offset", "metrics_lines")))
+                    and doc[k] >= 0 for k in ("metrics_offset", "metrics_lines"))
+            and isinstance(doc.get("metrics_sha256"), str))
 
 
 def _read_stage(path: Path) -> dict[str, Any] | None:
     """A stage file's document if it parses and its checksum matches, else None."""
     try:
         doc = json.loads(path.read_bytes())
-        body = {k: doc[k] for k in ("key", "result", "metrics_offset", "metrics_lines")}
+        body = {k: doc[k] for k in ("key", "result", *MARK_KEYS)}
         ok = (_mark_ok(doc) and isinstance(doc["key"], str)
               and doc.get("sha256") == checksum(json.dumps(body, sort_keys=True).encode()))
     except (OSError, ValueError, TypeError, KeyError, RecursionError):
