@@ -24,9 +24,9 @@ from gradprobe import cli
 from gradprobe.config import ExperimentConfig, apply_overrides, parse_overrides
 from gradprobe.errors import ConfigError, UsageError
 from gradprobe.experiments import registry
-from gradprobe.runs.context import RunContext
 from gradprobe.runs.store import execute, resolve, run_lock
 from tests import toy_experiment
+from tests.test_runs import interrupted_toy_run
 
 ENV = {**os.environ, "GRADPROBE_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
        "RAY_AUTH_MODE": "disabled"}
@@ -55,27 +55,8 @@ def _clean(tmp_path: Path) -> tuple[dict, str]:
     return s, (req.run_dir / "metrics.jsonl").read_text()
 
 
-class Stop(Exception):
-    pass
-
-
 def _interrupted(tmp_path: Path, toy) -> object:
-    """A toy run killed at d=3 step 7: stage d2 done, checkpoint d3, one extra metrics line."""
-    req = resolve("toy", "quick", 0, {}, tmp_path / "cut", "cpu")
-    ctx = RunContext(req.run_dir, 0, req.device, quiet=True)
-    real = ctx.save_checkpoint
-
-    def save(state, name="state"):
-        real(state, name)
-        if name == "d3" and state["step"] == 7:
-            ctx.log("w", 99, d=3, norm=-1.0)
-            raise Stop
-
-    ctx.save_checkpoint = save
-    with pytest.raises(Stop):
-        toy.run(req.config, ctx)
-    ctx.close()
-    return req
+    return interrupted_toy_run(tmp_path / "cut", toy)
 
 
 # ---- fault injection ---------------------------------------------------------------------
