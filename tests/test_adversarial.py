@@ -411,9 +411,11 @@ def test_ray_worker_killed_mid_task_is_retried(tmp_path):
                           "--device", "cpu", "--out", str(out)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert _wait_for(lambda: _holder_pid(out) is not None, timeout=240)
-    os.kill(_holder_pid(out), signal.SIGKILL)
+    killed = _holder_pid(out)
+    os.kill(killed, signal.SIGKILL)
     log, _ = p.communicate(timeout=600)
     assert p.returncode == 0, log
+    assert _holder_pid(out) not in (None, killed, p.pid)  # a new worker took the run over
     (path,) = out.glob("vanishing/*/summary.json")
     s = json.loads(path.read_text())
     assert s["status"] == "complete" and s["results"] == ref["results"]
