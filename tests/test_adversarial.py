@@ -242,6 +242,34 @@ def test_mark_diverged_and_a_real_bug_stays_failed(monkeypatch, tmp_path):
     assert s["status"] == "failed"
 
 
+def test_bad_data_found_while_running_is_exit_2_and_leaves_no_run(monkeypatch, tmp_path, capsys):
+    from gradprobe.errors import DataError
+
+    def run(cfg, ctx):
+        raise DataError("data_batch_1.bin: 12 bytes is not a whole number of 3073-byte records")
+
+    _variant(monkeypatch, run=run)
+    assert cli.main(["run", "toy", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "3073-byte records" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "toy").exists() or not any((tmp_path / "toy").iterdir())
+
+
+def test_full_disk_is_one_line(toy, monkeypatch, tmp_path, capsys):
+    import errno
+
+    from gradprobe.runs import atomic
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(atomic, "write_bytes", full)
+    assert cli.main(["run", "toy", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gradprobe: error: No space left on device: ")
+    assert len(err.strip().splitlines()) == 1
+
+
 # ---- bad input: exit 2, one line, nothing written ----------------------------------------
 LONG = "a" * 300
 

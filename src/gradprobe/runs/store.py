@@ -192,6 +192,7 @@ def _execute_locked(req: RunRequest, force: bool, quiet: bool) -> dict[str, Any]
             return old
     if force and run_dir.exists():
         shutil.rmtree(run_dir)
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     clean_temp_files(run_dir)
     for stale in run_dir.glob(".*.png"):  # temp figures of version 0.1
@@ -209,6 +210,10 @@ def _execute_locked(req: RunRequest, force: bool, quiet: bool) -> dict[str, Any]
     write_json(run_dir / "config.json", config_doc)
     try:
         return _compute(req, quiet)
+    except UsageError:  # bad input found only while running (a malformed data file): exit 2
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     except StoreDamaged as e:
         warn(f"{e}; recomputing {run_dir} from the start")
         for sub in ("stages", "checkpoints"):
@@ -251,7 +256,9 @@ def _compute(req: RunRequest, quiet: bool, last_try: bool = False) -> dict[str, 
         write_json(run_dir / "summary.json", summary)
         return summary
 
-    def fatal(exc: BaseException) -> bool:  # the store's own trouble: not the experiment's
+    def fatal(exc: BaseException) -> bool:  # bad input or the store's trouble: not a failure
+        if isinstance(exc, UsageError):
+            return True
         if isinstance(exc, StoreDamaged):
             return not last_try
         return isinstance(exc, OSError) and exc.errno in DISK_ERRNOS
