@@ -466,6 +466,21 @@ def test_slurm_backend_with_submitit_local_matches_local(tmp_path):
     assert json.loads(path.read_text())["results"] == direct["results"]
 
 
+def test_a_dead_worker_is_a_failed_run_not_a_lost_report(toy, monkeypatch, tmp_path, capsys):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from gradprobe.runs import backends
+
+    def dies(*args):
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(backends, "run_by_name", dies)
+    assert cli.main(["reproduce", "--scale", "smoke", "--out", str(tmp_path), "--workers", "1",
+                     "--only", "toy"]) == 3
+    md = (tmp_path / "report.md").read_text()
+    assert "## toy" in md and "run the same command again" in md
+
+
 def test_check_ray_address_refuses_quickly():
     from gradprobe.runs.backends import check_ray_address
 

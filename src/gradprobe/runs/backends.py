@@ -61,7 +61,7 @@ def run_all(reqs: list[RunRequest], backend: str = "local", workers: int | None 
         out = reqs[0].out if reqs else Path(".")
         stream = _slurm(jobs, slurm or SlurmOptions(), out)
     elif workers == 1:
-        stream = ((i, run_by_name(*a)) for i, a in jobs)
+        stream = ((i, _outcome(lambda a=a: run_by_name(*a))) for i, a in jobs)
     else:
         stream = _processes(jobs, workers)
     results: dict[int, dict[str, Any]] = {}
@@ -70,7 +70,10 @@ def run_all(reqs: list[RunRequest], backend: str = "local", workers: int | None 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn()) as bar:
         task = bar.add_task(f"reproduce ({backend}, {workers} workers)", total=len(jobs))
-        for i, summary in stream:
+        for i, outcome in stream:
+            if isinstance(outcome, UsageError):
+                raise outcome
+            summary = outcome if isinstance(outcome, dict) else _lost(reqs[i], outcome)
             results[i] = summary
             claims = summary.get("claims", [])
             held = sum(c["holds"] for c in claims)
@@ -80,6 +83,25 @@ def run_all(reqs: list[RunRequest], backend: str = "local", workers: int | None 
                               f"{held}/{len(claims)}{cached}")
             bar.advance(task)
     return [results[i] for i in range(len(reqs))]
+
+
+def _lost(req: RunRequest, exc: BaseException) -> dict[str, Any]:
+    """The summary of a job whose worker, task or Slurm job died without returning one: failed,
+    and resumable by running the same command again."""
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return {"experiment": req.experiment.name, "run_id": req.run_id, "scale": req.scale,
+            "seed": req.seed, "status": "failed", "results": {}, "claims": [],
+            "error": f"{type(exc).__name__}: {first} (the worker died; run the same command "
+                     "again to resume)", "log": str(req.run_dir / "run.log"), "elapsed_s": 0.0,
+            "device": req.device.type}
+
+
+def _outcome(get: Any) -> dict[str, Any] | BaseException:
+    """get()'s summary, or the exception it raised (a dead worker must not sink the report)."""
+    try:
+        return get()
+    except Exception as exc:
+        return exc
 
 
 def _args(req: RunRequest, force: bool, wait: bool) -> tuple:
@@ -121,7 +143,7 @@ def _processes(jobs: list[tuple[int, tuple]], workers: int) -> Iterator[tuple[in
                              initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(run_by_name, *a): i for i, a in jobs}
         for fut in as_completed(futures):
-            yield futures[fut], fut.result()
+            yield futures[fut], _outcome(fut.result)
 
 
 def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
@@ -168,7 +190,7 @@ def _ray(jobs: list[tuple[int, tuple]], workers: int,
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
-        yield refs[done[0]], ray.get(done[0])
+        yield refs[done[0]], _outcome(lambda ref=done[0]: ray.get(ref))
 
 
 def _slurm(jobs: list[tuple[int, tuple]], opts: SlurmOptions,
@@ -193,7 +215,7 @@ def _slurm(jobs: list[tuple[int, tuple]], opts: SlurmOptions,
     running = {ex.submit(_with_env, env, a): i for i, a in jobs}
     while running:
         for job in [j for j in running if j.done()]:
-            yield running.pop(job), job.result()
+            yield running.pop(job), _outcome(job.result)
         time.sleep(0.5)
 
 
