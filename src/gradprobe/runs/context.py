@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import sys
 import time
@@ -64,11 +65,12 @@ class RunContext:
             checkpoint_every_s = checkpoint_every_from_env()
         self.checkpoint_every_s = checkpoint_every_s
         self._last_checkpoint = time.monotonic()
+        self._saves = 0  # checkpoints and stages written by this process (fault injection)
         self._ckpt_dir = self.run_dir / "checkpoints"
         self._stage_dir = self.run_dir / "stages"
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.resumed = False
-        self.diverged: str | None = None  # the reason, once mark_diverged was called
+        self.diverged: list[str] = []  # reasons, from fit() or an experiment (mark_diverged)
         self.stages_done: dict[str, Any] = {}  # key → result, in order: the results so far
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._size, self._lines, self._digest = self._restore_metrics()
@@ -80,12 +82,6 @@ class RunContext:
         return generator(self.seed, *keys, device=device if device is not None else self.device)
 
     # ---- divergence --------------------------------------------------------------------
-    def mark_diverged(self, reason: str) -> None:
-        """Record that the computation went non-finite; the run ends as `status: diverged`
-        with whatever results it returns (training loops call this instead of raising)."""
-        if self.diverged is None:
-            self.diverged = str(reason)
-
     # ---- metrics -----------------------------------------------------------------------
     def log(self, series: str, step: int | None = None, **values: Any) -> None:
         """Append one point to metrics.jsonl: {"series": ..., "step": ..., **values}."""
@@ -171,6 +167,11 @@ class RunContext:
         shutil.rmtree(self._ckpt_dir, ignore_errors=True)
         self.metrics_path.unlink(missing_ok=True)
 
+    def mark_diverged(self, reason: str) -> None:
+        """Record that a computation met NaN/Inf: the run ends with status 'diverged' and
+        whatever results it returns (training loops call this instead of raising)."""
+        self.diverged.append(str(reason))
+
     # ---- progress ----------------------------------------------------------------------
     @contextmanager
     def progress(self, total: int, description: str) -> Iterator[Callable[[int], None]]:
@@ -208,6 +209,7 @@ class RunContext:
         for ckpt in self._ckpt_dir.glob("*.pt"):
             ckpt.unlink()
         self.stages_done[key] = result
+        self._saved()
         return result
 
     def checkpoint_due(self) -> bool:
@@ -223,6 +225,16 @@ class RunContext:
         header = CKPT_MAGIC + checksum(payload).encode() + b"\n"
         write_bytes(self._ckpt_dir / f"{_safe(name)}.pt", header + payload)
         self._last_checkpoint = time.monotonic()
+        self._saved()
+
+    def _saved(self) -> None:
+        """Fault injection for the resume tests: GRADPROBE_FAULT_KILL_AFTER_SAVES=N makes this
+        process SIGKILL itself right after its N-th checkpoint or stage write."""
+        self._saves += 1
+        if os.environ.get("GRADPROBE_FAULT_KILL_AFTER_SAVES") == str(self._saves):
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def load_checkpoint(self, name: str = "state") -> dict[str, Any] | None:
         """The last saved state under `name`, or None (also when it does not validate)."""

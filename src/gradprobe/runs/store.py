@@ -239,10 +239,14 @@ def _compute(req: RunRequest, quiet: bool, last_try: bool = False) -> dict[str, 
     start, wall = time.perf_counter(), time.time()
     base = {
         "experiment": req.experiment.name,
+        "spec": req.experiment.spec,
+        "title": req.experiment.title,
+        "source": req.experiment.source,
         "run_id": req.run_id,
         "scale": req.scale,
         "seed": req.seed,
         "config": req.config.to_dict(),
+        "free_choices": req.config.free_choices(),
     }
 
     def failed(exc: BaseException) -> dict[str, Any]:
@@ -287,7 +291,7 @@ def _compute(req: RunRequest, quiet: bool, last_try: bool = False) -> dict[str, 
         if fatal(exc):
             ctx.close()
             raise
-        if ctx.diverged is None and not is_numeric_failure(exc):
+        if not ctx.diverged and not is_numeric_failure(exc):
             return failed(exc)
         ctx.mark_diverged(f"{type(exc).__name__}: {exc}")
         figures = sorted(p.name for p in run_dir.glob("*.png") if p.stat().st_mtime >= wall - 1)
@@ -304,7 +308,7 @@ def _compute(req: RunRequest, quiet: bool, last_try: bool = False) -> dict[str, 
         "version": gradprobe.__version__,
     }
     if ctx.diverged:
-        summary["diverged"] = ctx.diverged[:500]
+        summary["diverged"] = [reason[:500] for reason in ctx.diverged[:20]]
     write_json(run_dir / "summary.json", summary)
     ctx.cleanup()
     return summary
