@@ -45,7 +45,8 @@ def threads_from_env() -> int:
 
 
 def checkpoint_every_from_env() -> float:
-    """$GRADPROBE_CHECKPOINT_EVERY in seconds: a finite number > 0 (default 30)."""
+    """$GRADPROBE_CHECKPOINT_EVERY in seconds: a finite number ≥ 0 (default 30; 0 saves at
+    every chance)."""
     raw = os.environ.get("GRADPROBE_CHECKPOINT_EVERY")
     if raw is None or raw.strip() == "":
         return DEFAULT_CHECKPOINT_EVERY_S
@@ -53,9 +54,9 @@ def checkpoint_every_from_env() -> float:
         s = float(raw.strip())
     except ValueError:
         s = math.nan
-    if not (math.isfinite(s) and s > 0):
+    if not (math.isfinite(s) and s >= 0):
         raise UsageError(f"GRADPROBE_CHECKPOINT_EVERY={raw[:40]!r} is not valid; "
-                         "set a number of seconds > 0 (default 30) or unset it")
+                         "set a number of seconds ≥ 0 (default 30) or unset it")
     return s
 
 
