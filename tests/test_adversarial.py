@@ -140,6 +140,26 @@ def test_show_strips_control_characters_and_markup(toy, tmp_path, capsys):
     assert "[bold red]x[/bold red]" in out
 
 
+def test_show_on_odd_field_types_is_a_table_or_one_line(tmp_path, capsys):
+    """Every claim or summary field set to every JSON type: exit 0 with a table, or exit 2
+    with one line; never a traceback."""
+    base = {"experiment": "x", "run_id": "y", "status": "complete", "results": {},
+            "claims": [{"id": "c", "holds": True}], "elapsed_s": 1}
+    values = [None, "s", 1, 1.5, [], {}, [1, "x"], {"a": "b"}, True, [None, None], [[[]]]]
+    docs = []
+    for field in ("expected", "measured", "interval", "n", "statistic", "threshold", "verdict",
+                  "kind", "parts", "paper"):
+        docs += [{**base, "claims": [{**base["claims"][0], field: v}]} for v in values]
+    for field in ("scale", "seed", "figures", "error", "diverged", "free_choices", "config"):
+        docs += [{**base, field: v, "status": "failed" if field == "error" else "complete"}
+                 for v in values]
+    for doc in docs:
+        (tmp_path / "summary.json").write_text(json.dumps(doc))
+        rc = cli.main(["show", str(tmp_path)])
+        err = capsys.readouterr().err
+        assert rc in (0, 2) and (rc == 0 or len(err.strip().splitlines()) == 1), (doc, err)
+
+
 def test_stale_stages_and_temp_files_are_cleaned(toy, tmp_path):
     req = _interrupted(tmp_path, toy)
     junk = [req.run_dir / ".toy.png.abc123.tmp", req.run_dir / ".toy.k2j3.png",

@@ -291,7 +291,17 @@ def _show(run_dir: Path) -> int:
         raise UsageError(f"cannot show {run_dir}: {e}") from None
     if summary is None:
         raise UsageError(f"{run_dir} has no summary.json (not a finished run directory)")
-    _print_summary(summary, run_dir)
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    try:  # render first: a summary with odd field types gives one line, not half a table
+        with contextlib.redirect_stdout(buf):
+            _print_summary(summary, run_dir)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        raise UsageError(f"cannot show {run_dir}: summary.json has a field of an unexpected "
+                         f"type ({type(e).__name__}: {e})") from None
+    sys.stdout.write(buf.getvalue())
     return EXIT_OK
 
 

@@ -131,6 +131,12 @@ def _summary_problem(doc: Any) -> str | None:
         if not (isinstance(c, dict) and isinstance(c.get("id"), str)
                 and isinstance(c.get("holds"), bool)):
             return "a claim lacks a string 'id' or a boolean 'holds'"
+    figures = doc.get("figures", [])
+    if not (isinstance(figures, list) and all(isinstance(f, str) for f in figures)):
+        return "field 'figures' is not a list of file names"
+    for key in ("config", "free_choices"):
+        if not isinstance(doc.get(key, {}), dict | None):
+            return f"field {key!r} is not an object"
     e = doc.get("elapsed_s", 0)
     if isinstance(e, bool) or not isinstance(e, int | float):
         return "field 'elapsed_s' is not a number"
