@@ -433,6 +433,22 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
+def test_two_processes_on_one_config_compute_once(tmp_path):
+    """Two `gradprobe run` of the same config at once: one computes, the other waits for the
+    lock and returns the cached result; metrics.jsonl holds every point once."""
+    cmd = [sys.executable, "-m", "gradprobe.cli", "run", "vanishing", "--scale", "smoke",
+           "--device", "cpu", "--out", str(tmp_path)]
+    procs = [subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert sum("(cached)" in o for o, _ in outs) == 1, outs
+    (run_dir,) = (tmp_path / "vanishing").iterdir()
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert lines and len(lines) == len(set(lines))
+
+
+@pytest.mark.slow
 def test_kill_9_of_reproduce_takes_its_workers(tmp_path):
     out = tmp_path / "o"
     p = subprocess.Popen([sys.executable, "-m", "gradprobe.cli", "reproduce", "--scale", "smoke",
