@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -28,36 +30,34 @@ MAX_THREADS = 1024
 DEFAULT_CHECKPOINT_EVERY_S = 30.0
 
 
-def threads_from_env() -> int:
-    """$GRADPROBE_THREADS as a whole number in 1..MAX_THREADS (default DEFAULT_THREADS);
-    anything else is a UsageError naming the variable and what is valid."""
-    raw = os.environ.get("GRADPROBE_THREADS")
+def _env_number(name: str, parse: type, ok: Callable[[Any], bool], valid: str,
+                default: Any) -> Any:
+    """$name parsed with `parse` and checked with `ok`, default when unset or blank; anything
+    else is a UsageError naming the variable and what is valid."""
+    raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
-        return DEFAULT_THREADS
+        return default
     try:
-        n = int(raw.strip())
+        value = parse(raw.strip())
     except ValueError:
-        n = 0
-    if not 1 <= n <= MAX_THREADS:
-        raise UsageError(f"GRADPROBE_THREADS={raw[:40]!r} is not valid; "
-                         f"set a whole number from 1 to {MAX_THREADS} or unset it")
-    return n
+        value = None
+    if value is None or not ok(value):
+        raise UsageError(f"{name}={raw[:40]!r} is not valid; set {valid} or unset it")
+    return value
+
+
+def threads_from_env() -> int:
+    """$GRADPROBE_THREADS: a whole number in 1..MAX_THREADS (default DEFAULT_THREADS)."""
+    return _env_number("GRADPROBE_THREADS", int, lambda n: 1 <= n <= MAX_THREADS,
+                       f"a whole number from 1 to {MAX_THREADS}", DEFAULT_THREADS)
 
 
 def checkpoint_every_from_env() -> float:
     """$GRADPROBE_CHECKPOINT_EVERY in seconds: a finite number ≥ 0 (default 30; 0 saves at
     every chance)."""
-    raw = os.environ.get("GRADPROBE_CHECKPOINT_EVERY")
-    if raw is None or raw.strip() == "":
-        return DEFAULT_CHECKPOINT_EVERY_S
-    try:
-        s = float(raw.strip())
-    except ValueError:
-        s = math.nan
-    if not (math.isfinite(s) and s >= 0):
-        raise UsageError(f"GRADPROBE_CHECKPOINT_EVERY={raw[:40]!r} is not valid; "
-                         "set a number of seconds ≥ 0 (default 30) or unset it")
-    return s
+    return _env_number("GRADPROBE_CHECKPOINT_EVERY", float,
+                       lambda s: math.isfinite(s) and s >= 0,
+                       "a number of seconds ≥ 0 (default 30)", DEFAULT_CHECKPOINT_EVERY_S)
 
 
 def check_env() -> None:

@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -114,22 +114,8 @@ class RunContext:
         """Validate stages and checkpoints, truncate metrics.jsonl to the last recorded mark;
         returns that (length, lines, running sha256). Damage is reported in one line and
         recomputed."""
-        stages = {}
-        damaged = []
-        for path in sorted(self._stage_dir.glob("*.json")):
-            doc = _read_stage(path)
-            if doc is None:
-                damaged.append(path)
-            else:
-                stages[path] = doc
-        ckpts = {}
-        bad_ckpt = []
-        for path in sorted(self._ckpt_dir.glob("*.pt")):
-            doc = _read_checkpoint(path)
-            if doc is None:
-                bad_ckpt.append(path)
-            else:
-                ckpts[path] = doc
+        stages, damaged = _read_all(self._stage_dir.glob("*.json"), _read_stage)
+        ckpts, bad_ckpt = _read_all(self._ckpt_dir.glob("*.pt"), _read_checkpoint)
         marks = [_mark(d) for d in stages.values()]
         base = max(marks, default=_mark({}), key=lambda m: m["metrics_offset"])
         if not damaged and marks and _prefix_mark(self.metrics_path,
@@ -297,6 +283,19 @@ def _mark_ok(doc: Any) -> bool:
             and all(isinstance(doc.get(k), int) and not isinstance(doc.get(k), bool)
                     and doc[k] >= 0 for k in ("metrics_offset", "metrics_lines"))
             and isinstance(doc.get("metrics_sha256"), str))
+
+
+def _read_all(paths: Iterable[Path], read: Callable[[Path], dict[str, Any] | None]
+              ) -> tuple[dict[Path, dict[str, Any]], list[Path]]:
+    """({path: document} of the files that validate, [paths that do not])."""
+    good, bad = {}, []
+    for path in sorted(paths):
+        doc = read(path)
+        if doc is None:
+            bad.append(path)
+        else:
+            good[path] = doc
+    return good, bad
 
 
 def _read_stage(path: Path) -> dict[str, Any] | None:
