@@ -517,6 +517,31 @@ def test_a_dead_worker_is_a_failed_run_not_a_lost_report(toy, monkeypatch, tmp_p
     assert "## toy" in md and "run the same command again" in md
 
 
+@pytest.mark.parametrize("reply", [None, b"HTTP/1.1 400 Bad Request\r\n\r\n"])
+def test_a_port_that_is_not_a_ray_head_is_refused_quickly(reply):
+    """A listener that never answers (ray.init would wait minutes) or answers HTTP/1.1."""
+    import socket
+
+    from gradprobe.runs.backends import check_ray_address
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def serve():
+        conn, _ = srv.accept()
+        if reply:
+            conn.sendall(reply)
+        time.sleep(3)
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    t = time.monotonic()
+    with pytest.raises(UsageError, match="is not a Ray head"):
+        check_ray_address(f"127.0.0.1:{port}", timeout_s=1)
+    assert time.monotonic() - t < 5
+    srv.close()
+
+
 def test_check_ray_address_refuses_quickly():
     from gradprobe.runs.backends import check_ray_address
 

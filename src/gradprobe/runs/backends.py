@@ -157,12 +157,32 @@ def check_ray_address(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) ->
         raise UsageError(f"--address {address[:80]!r} is not HOST:PORT (for example "
                          "10.0.0.5:6379, or ray://HOST:10001 for Ray Client)")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            pass
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as s:
+            speaks_grpc = _answers_http2(s, timeout_s)
     except OSError as e:
         why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or str(e))
         raise UsageError(f"cannot reach a Ray head at {address[:80]} ({why}); start one with "
                          "'ray start --head' or drop --address for a local Ray") from None
+    if not speaks_grpc and os.environ.get("RAY_USE_TLS", "0") in ("0", ""):
+        raise UsageError(f"{address[:80]} answers but is not a Ray head (no gRPC there); check "
+                         "the host and port ('ray status' on the head prints them)")
+
+
+def _answers_http2(sock: socket.socket, timeout_s: float) -> bool:
+    """True when the peer answers an HTTP/2 connection preface with a SETTINGS frame, as every
+    gRPC server (Ray's GCS and Ray Client server) does; ray.init would wait minutes instead."""
+    sock.settimeout(timeout_s)
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    head = b""
+    try:
+        while len(head) < 9:
+            chunk = sock.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except TimeoutError:
+        return False
+    return head[3] == 0x04  # frame type SETTINGS
 
 
 def _ray(jobs: list[tuple[int, tuple]], workers: int,
