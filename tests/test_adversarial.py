@@ -245,6 +245,33 @@ def test_plot_failing_on_nan_is_diverged_with_the_figures_drawn(monkeypatch, tmp
     assert s["results"]["norms"]["2"] > 0 and s["claims"]
 
 
+def test_numeric_failures_are_told_from_bugs():
+    """The errors NaN/Inf inputs really raise (torch and numpy SVD, sklearn's input check,
+    overflow) count as divergence; a KeyError or a TypeError does not."""
+    import numpy as np
+    import torch
+
+    from gradprobe.runs.store import is_numeric_failure
+
+    def raised(fn):
+        try:
+            fn()
+        except Exception as e:
+            return e
+        raise AssertionError("did not raise")
+
+    nan = torch.full((4, 4), math.nan)
+    numeric = [raised(lambda: torch.linalg.svd(nan)),
+               raised(lambda: np.linalg.svd(np.full((4, 4), np.nan))),
+               raised(lambda: math.exp(1e6)),
+               ValueError("Input X contains NaN."),
+               ValueError("Input contains infinity or a value too large for dtype('float64')."),
+               RuntimeError("value cannot be converted to type float without overflow")]
+    assert all(is_numeric_failure(e) for e in numeric), numeric
+    assert not any(is_numeric_failure(e) for e in (KeyError("x"), TypeError("bad operand"),
+                                                   ValueError("information is missing")))
+
+
 def test_mark_diverged_and_a_real_bug_stays_failed(monkeypatch, tmp_path):
     def run(cfg, ctx):
         ctx.mark_diverged("loss became inf at step 3")
