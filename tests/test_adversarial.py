@@ -82,6 +82,20 @@ def test_corrupted_store_file_is_recomputed_identically(toy, tmp_path, capfd, ta
     assert len([ln for ln in err.splitlines() if "warning" in ln]) == 1, err
 
 
+def test_files_and_directories_swapped_are_repaired(toy, tmp_path, capfd):
+    ref, ref_metrics = _clean(tmp_path)
+    req = _interrupted(tmp_path, toy)
+    import shutil
+
+    shutil.rmtree(req.run_dir / "checkpoints")
+    (req.run_dir / "checkpoints").write_text("not a directory")
+    (req.run_dir / "summary.json").mkdir()
+    s = execute(req, quiet=True)
+    assert s["status"] == "complete" and s["results"] == ref["results"]
+    assert (req.run_dir / "metrics.jsonl").read_text() == ref_metrics
+    assert capfd.readouterr().err.count("warning") == 2
+
+
 def test_metrics_changed_under_the_run_is_recomputed(monkeypatch, tmp_path, capfd):
     ref, ref_metrics = _clean_with(monkeypatch, tmp_path)
     calls = {"n": 0}

@@ -180,6 +180,7 @@ def execute(req: RunRequest, force: bool = False, quiet: bool = False,
 
 def _execute_locked(req: RunRequest, force: bool, quiet: bool) -> dict[str, Any]:
     run_dir = req.run_dir
+    _repair_layout(run_dir)
     if not force:
         try:
             old = read_summary(run_dir)
@@ -226,6 +227,20 @@ def _execute_locked(req: RunRequest, force: bool, quiet: bool) -> dict[str, Any]
             shutil.rmtree(run_dir / sub, ignore_errors=True)
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
         return _compute(req, quiet, last_try=True)
+
+
+def _repair_layout(run_dir: Path) -> None:
+    """Files where the store keeps directories and directories where it keeps files (a foreign
+    or damaged run directory) are removed, with one warning line each."""
+    for name, want_dir in (("stages", True), ("checkpoints", True), ("summary.json", False),
+                           ("metrics.jsonl", False), ("config.json", False)):
+        path = run_dir / name
+        if path.is_symlink() or (path.exists() and path.is_dir() != want_dir):
+            warn(f"{path} is not a {'directory' if want_dir else 'file'}; removing it")
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 def is_numeric_failure(exc: BaseException) -> bool:
