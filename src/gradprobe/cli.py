@@ -235,7 +235,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
     doc = sweep(args.experiment, args.values, args.scale, args.seed, args.out, args.device,
-                args.force, args.workers)
+                args.force, args.workers, wait=args.wait)
     colour = {"holds": "green", "fails": "red", "inconclusive": "yellow"}
     table = Table(title=f"{doc['experiment']}: verdicts by {doc['key']}")
     table.add_column("claim")
