@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-from gradprobe.nets.trunc_mlp import trunc_mlp
 from torch import nn
+
+from gradprobe.nets.trunc_mlp import trunc_mlp
 
 
 def test_layout_and_init() -> None:
