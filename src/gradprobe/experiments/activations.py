@@ -9,8 +9,9 @@ climbing with depth without it, where deep units become always-on or always-off 
 resnets keep long runs. The co-activation of a unit is fixed by its activation fraction p:
 p(Np − 1)/(N − 1), so bimodal units push it toward the mean of p.
 
-Nets: the 1-D nets of `shattered_1d` at width 100 — feed-forward He nets with BN (frozen grid
-statistics) from layer 2 on, the same without any normalisation, and resnets with BN (β = 1, 0.1).
+Nets (nets/scalar_nets.py, as in `shattered_1d`) at width 100 — feed-forward He nets with BN
+(frozen grid statistics) from layer 2 on, the same without any normalisation, and resnets with
+BN (β = 1, 0.1).
 The first layer (scalar input, not normalised) sits near 0.35 co-activation and is excluded from
 the BN claims, as in SPEC C3.
 
@@ -32,9 +33,8 @@ from gradprobe.claims import finite
 from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.experiments.shattered_1d import Config as C1Config
-from gradprobe.experiments.shattered_1d import build_resnet
 from gradprobe.nets.mlp import MLP
+from gradprobe.nets.scalar_nets import scalar_resnet
 from gradprobe.probes.activity import activity
 from gradprobe.probes.shattering import grid
 
@@ -81,8 +81,7 @@ def build(name: str, depth: int, cfg: Config, g: torch.Generator) -> torch.nn.Mo
                 norm_from=2, init="he", bias_std=1.0, generator=g)
         return m
     beta = float(name.removeprefix("resnet_bn_beta"))
-    c1 = C1Config(width=cfg.width, depths=(depth,))
-    return build_resnet(depth, beta, c1, g)
+    return scalar_resnet(depth, beta, cfg.width, g)
 
 
 def _bits(pattern: torch.Tensor) -> list[str]:

@@ -22,7 +22,6 @@ thresholds; the linear first layer lands within 0.05 of both reference values.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,8 +33,7 @@ from gradprobe.claims import finite
 from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.nets.mlp import MLP
-from gradprobe.nets.resnet import ResNet
+from gradprobe.nets.scalar_nets import scalar_feedforward, scalar_resnet
 from gradprobe.probes.shattering import autocorrelation, covariance_image, grid, input_gradients
 
 
@@ -78,30 +76,6 @@ class Config(ExperimentConfig):
         require(self.noise_draws >= 1, "noise_draws must be ≥ 1")
 
 
-def build_feedforward(depth: int, cfg: Config, g: torch.Generator) -> torch.nn.Module:
-    """depth hidden ReLU layers; first layer v, b ~ N(0, 1/N) (the 1-layer net of Fig. 1a);
-    He init below; mean-centring (frozen over the grid) from layer 2; readout w ~ N(0, 1/N)."""
-    n = cfg.width
-    m = MLP([1] + [n] * depth + [1], "relu", norm="center" if cfg.centre else "none",
-            norm_from=2, init="he", generator=g)
-    with torch.no_grad():
-        m[0].weight.normal_(0.0, 1.0 / math.sqrt(n), generator=g)
-        m[0].bias.normal_(0.0, 1.0 / math.sqrt(n), generator=g)
-        m[-1].weight.normal_(0.0, 1.0 / math.sqrt(n), generator=g)
-    return m
-
-
-def build_resnet(depth: int, beta: float, cfg: Config, g: torch.Generator) -> torch.nn.Module:
-    """x_1 = v x + b (or ρ(v x + b)), then depth − 1 blocks x_l = x_{l−1} + β W_l ρ(BN(x_{l−1})),
-    then a linear readout: depth weight layers before the readout, like the FF nets."""
-    m = ResNet(cfg.width, depth - 1, beta=beta, norm="bn", in_features=1, out_features=1,
-               embed_bias_std=cfg.embed_std, generator=g,
-               embed_activation="relu" if cfg.resnet_embed == "relu" else None)
-    with torch.no_grad():
-        m.embed[0].weight.normal_(0.0, cfg.embed_std, generator=g)
-    return m
-
-
 def variants(cfg: Config) -> list[tuple[str, str, float | None, int]]:
     """(key, arch, beta, depth) for every net family measured."""
     out = []
@@ -118,8 +92,10 @@ def _measure(cfg: Config, ctx, arch: str, beta: float | None, depth: int) -> dic
     lag1, acfs, example = [], [], None
     for k in range(cfg.nets):
         g = ctx.generator("net", arch, beta, depth, k, device="cpu")
-        model = (build_feedforward(depth, cfg, g) if arch == "feedforward"
-                 else build_resnet(depth, beta, cfg, g)).to(ctx.device)
+        model = (scalar_feedforward(depth, cfg.width, "center" if cfg.centre else "none", g)
+                 if arch == "feedforward"
+                 else scalar_resnet(depth, beta, cfg.width, g, embed_std=cfg.embed_std,
+                                    embed_relu=cfg.resnet_embed == "relu")).to(ctx.device)
         grad = input_gradients(model, x)[:, 0]  # (grid,) df/dx at every point
         acf = autocorrelation(grad, cfg.max_lag)
         lag1.append(float(acf[1]))

@@ -45,6 +45,7 @@ from gradprobe.experiments.base import Experiment
 from gradprobe.nets.highway import HighwayNet
 from gradprobe.nets.mlp import MLP
 from gradprobe.nets.resnet import ResNet
+from gradprobe.probes.gradient_correlation import correlation_stats
 from gradprobe.theory import shattering as th
 
 ARCHS = ("feedforward", "resnet_bn", "resnet", "highway", "highway_bn")
@@ -112,22 +113,6 @@ def predicted_variance(arch: str, depth: int, beta: float) -> float:
     if arch == "resnet":
         return th.resnet_variance(depth)
     return 1.0
-
-
-def correlation_stats(G: torch.Tensor) -> dict:
-    """G (K nets, B inputs, N coords) of r values → pooled R, C(i), jackknife SE over nets."""
-    K, B, _ = G.shape
-    G = G.to(torch.float64)
-    s = G.sum(1)
-    diag = (G * G).sum((1, 2))  # Σ_i Σ_n r_i²     per net
-    off = (s * s).sum(1) - diag  # Σ_{i≠j} Σ_n r_i r_j
-    num = off / (B * (B - 1))
-    den = diag / B
-    R = float(num.sum() / den.sum())
-    jack = torch.stack([(num.sum() - num[k]) / (den.sum() - den[k]) for k in range(K)])
-    se = float(math.sqrt((K - 1) / K * float(((jack - jack.mean()) ** 2).sum())))
-    per_net = (num / den).tolist()
-    return {"R": R, "R_se": se, "C": float(den.mean() / G.shape[2]), "R_per_net": per_net}
 
 
 def _chunk_gradients(arch: str, depth: int, beta: float, cfg: Config, ctx,
