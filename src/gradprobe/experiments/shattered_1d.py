@@ -24,21 +24,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
 from gradprobe import plots
-from gradprobe.claims import finite
-from gradprobe.claims import legacy_claim as Claim
-from gradprobe.config import ExperimentConfig, require
+from gradprobe.claims import Claim, Part, judge, not_applicable, t_interval
+from gradprobe.config import ExperimentConfig, FreeChoice, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.nets.scalar_nets import scalar_feedforward, scalar_resnet
+from gradprobe.nets.scalar_nets import (
+    FirstLayer,
+    first_layer_std,
+    scalar_feedforward,
+    scalar_resnet,
+)
 from gradprobe.probes.shattering import autocorrelation, covariance_image, grid, input_gradients
+
+MIN_NETS = 3  # replicates behind an interval (COMMON: ≥ 3 nets)
 
 
 @dataclass(frozen=True)
 class Config(ExperimentConfig):
+    FREE_CHOICES: ClassVar[dict[str, FreeChoice]] = {
+        "first_layer": FreeChoice(("unit", "lecun"), "the paper does not give the resnet's "
+                                  "first (scalar-input) layer's scale: N(0, 1) or the N(0, 1/N) "
+                                  "of the feed-forward nets' first layer"),
+        "resnet_embed": FreeChoice(("linear", "relu"), "the paper does not say whether the "
+                                   "resnet's first layer is linear (v x + b) or ρ(v x + b)"),
+    }
+
     depths: tuple[int, ...] = (1, 2, 4, 10, 24, 50)  # ReLU layers per net (paper Fig. 2)
     betas: tuple[float, ...] = (1.0, 0.1)  # resnet branch scales β (paper Fig. 1–2)
     archs: tuple[str, ...] = ("feedforward", "resnet")  # which architectures to measure
@@ -50,12 +64,12 @@ class Config(ExperimentConfig):
     max_lag: int = 64  # ACF lags kept for the figure
     centre: bool = True  # mean-centre FF layers 2.. over the grid (False: the failed replication)
     resnet_embed: Literal["linear", "relu"] = "linear"  # resnet first layer vx + b or ρ(vx + b)
-    embed_std: float = 1.0  # resnet first layer v, b ~ N(0, embed_std²); our choice, see docstring
+    first_layer: FirstLayer = "unit"  # resnet first layer v, b ~ N(0, 1) or N(0, 1/N) (free)
     noise_draws: int = 20  # brown / white noise references averaged like the nets
 
     @classmethod
     def smoke(cls) -> Config:
-        return cls(depths=(1, 4), nets=2, width=32, grid=64, max_lag=16, noise_draws=2)
+        return cls(depths=(1, 4), nets=MIN_NETS, width=32, grid=64, max_lag=16, noise_draws=2)
 
     @classmethod
     def paper(cls) -> Config:
@@ -72,7 +86,6 @@ class Config(ExperimentConfig):
         require(self.grid >= 8, "grid must be ≥ 8 points")
         require(self.hi > self.lo, "hi must be > lo")
         require(1 <= self.max_lag < self.grid, "max_lag must be in [1, grid − 1]")
-        require(self.embed_std > 0, "embed_std must be > 0")
         require(self.noise_draws >= 1, "noise_draws must be ≥ 1")
 
 
@@ -94,7 +107,8 @@ def _measure(cfg: Config, ctx, arch: str, beta: float | None, depth: int) -> dic
         g = ctx.generator("net", arch, beta, depth, k, device="cpu")
         model = (scalar_feedforward(depth, cfg.width, "center" if cfg.centre else "none", g)
                  if arch == "feedforward"
-                 else scalar_resnet(depth, beta, cfg.width, g, embed_std=cfg.embed_std,
+                 else scalar_resnet(depth, beta, cfg.width, g,
+                                    embed_std=first_layer_std(cfg.first_layer, cfg.width),
                                     embed_relu=cfg.resnet_embed == "relu")).to(ctx.device)
         grad = input_gradients(model, x)[:, 0]  # (grid,) df/dx at every point
         acf = autocorrelation(grad, cfg.max_lag)
@@ -130,32 +144,41 @@ def run(cfg: Config, ctx) -> dict:
     return {"nets": nets, "noise": noise, "grid": grid_x}
 
 
-def _lag1(res: dict, key: str) -> float | None:
+def _lag1(res: dict, key: str):
+    """t interval of the mean lag-1 ACF over the nets of `key`; None when not measured."""
     v = res["nets"].get(key)
-    return None if v is None else v["lag1_mean"]
+    return None if v is None or len(v["lag1"]) < MIN_NETS else t_interval(v["lag1"])
 
 
 def claims(res: dict, cfg: Config) -> list[Claim]:
-    nan = float("nan")
-    shallow = _lag1(res, "feedforward/1")
-    deep = _lag1(res, "feedforward/24")
-    r01, r1 = _lag1(res, "resnet_beta0.1/50"), _lag1(res, "resnet_beta1/50")
-    s = nan if shallow is None else shallow
-    d = nan if deep is None else deep
-    a, b = (nan if r01 is None else r01), (nan if r1 is None else r1)
-    return [
-        Claim("shallow_is_brown", "the 1-layer net's gradient is brown-noise-like",
-              "mean lag-1 ACF ≥ 0.9 (1-layer net)", {"1": s},
-              finite(s) and s >= 0.9, "brown noise ≈ 0.98; Fig. 1a resembles Fig. 1d"),
-        Claim("deep_feedforward_is_white",
-              "a 24-layer mean-centred feed-forward net's gradient is white-noise-like",
-              "|mean lag-1 ACF| ≤ 0.2 at depth 24", {"24": d},
-              finite(d) and abs(d) <= 0.2, "reference −0.01; Fig. 1b resembles Fig. 1e"),
-        Claim("resnets_keep_structure", "50-layer resnets keep the gradient's spatial structure",
-              "lag-1 ACF ≥ 0.7 at β = 0.1 and ≥ 0.4 at β = 1 (depth 50)",
-              {"beta=0.1": a, "beta=1": b},
-              finite(a, b) and a >= 0.7 and b >= 0.4, "reference 0.87 (β=0.1), 0.65 (β=1)"),
-    ]
+    """Each claim needs its depth (and β) in the sweep and ≥ 3 nets, else it is not_applicable."""
+    need = f"; needs ≥ {MIN_NETS} nets"
+    out = []
+    meta = dict(id="shallow_is_brown", statement="the 1-layer net's gradient is brown-noise-like",
+                paper="Fig. 1a resembles Fig. 1d; brown noise ≈ 0.98", kind="empirical")
+    e = _lag1(res, "feedforward/1")
+    out.append(judge(expected="mean lag-1 ACF over nets ≥ 0.9 (1-layer net)",
+                     parts=Part("depth 1", e, ">=", 0.9), **meta) if e else
+               not_applicable(expected="needs depth 1 among depths, feedforward in archs" + need,
+                              **meta))
+    meta = dict(id="deep_feedforward_is_white",
+                statement="a 24-layer mean-centred feed-forward net's gradient is white-noise-like",
+                paper="Fig. 1b resembles Fig. 1e; reference −0.01", kind="empirical")
+    e = _lag1(res, "feedforward/24")
+    out.append(judge(expected="|mean lag-1 ACF| ≤ 0.2 at depth 24 (interval inside [−0.2, 0.2])",
+                     parts=Part("depth 24", e, "in", (-0.2, 0.2)), **meta) if e else
+               not_applicable(expected="needs depth 24 among depths, feedforward in archs" + need,
+                              **meta))
+    meta = dict(id="resnets_keep_structure",
+                statement="50-layer resnets keep the gradient's spatial structure",
+                paper="reference 0.87 (β=0.1), 0.65 (β=1)", kind="empirical")
+    a, b = _lag1(res, "resnet_beta0.1/50"), _lag1(res, "resnet_beta1/50")
+    out.append(judge(expected="mean lag-1 ACF ≥ 0.7 at β = 0.1 and ≥ 0.4 at β = 1 (depth 50)",
+                     parts=[Part("beta=0.1", a, ">=", 0.7), Part("beta=1", b, ">=", 0.4)],
+                     **meta) if a and b else
+               not_applicable(expected="needs depth 50 among depths, betas 0.1 and 1, resnet in "
+                              "archs" + need, **meta))
+    return out
 
 
 def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:

@@ -146,6 +146,43 @@ def highway_limit() -> float:
     return math.exp(-0.5)
 
 
+def relu_kernel(rho: float) -> float:
+    """E[ρ(u)ρ(v)] / E[ρ(u)²] for unit Gaussians u, v with correlation ρ (the arc-cosine kernel):
+    (√(1 − ρ²) + (π − arccos ρ)·ρ)/π; 1/π at ρ = 0, 1 at ρ = 1."""
+    r = min(max(rho, -1.0), 1.0)
+    return (math.sqrt(1.0 - r * r) + (math.pi - math.acos(r)) * r) / math.pi
+
+
+def coactivation(rho: float) -> float:
+    """P(u > 0, v > 0) for centred Gaussians with correlation ρ: 1/4 + arcsin(ρ)/(2π).
+    The theorems' "typical pair" is ρ = 0 (co-activation ¼)."""
+    return 0.25 + math.asin(min(max(rho, -1.0), 1.0)) / (2.0 * math.pi)
+
+
+def feedforward_correlation_tracked(L: int, rho0: float = 0.0) -> float:
+    """Thm 1 (ii) without BN, with the inputs' correlation tracked through the layers: a ReLU
+    layer maps the correlation of two pre-activations ρ to relu_kernel(ρ) > ρ, so deeper layers
+    see co-activation coactivation(ρ) > ¼. R = ∏_{l=1..L} 2·coactivation(ρ_{l−1}), ρ_0 = rho0
+    (≈ 0 for independent Gaussian inputs), ρ_l = relu_kernel(ρ_{l−1}); = 2^−L when every ρ = 0."""
+    R, rho = 1.0, rho0
+    for _ in range(L):
+        R *= 2.0 * coactivation(rho)
+        rho = relu_kernel(rho)
+    return R
+
+
+def resnet_correlation_tracked(L: int, rho0: float = 0.0) -> float:
+    """Thm 2 (ii) (α = β = 1, no BN) with the correlation tracked: the branch W ρ(x) adds
+    variance v and covariance v·relu_kernel(ρ) to a skip of variance v, so
+    ρ_l = (ρ_{l−1} + relu_kernel(ρ_{l−1}))/2 and R = ∏ (1 + 2·coactivation(ρ_{l−1}))/2
+    (= (3/4)^L when every ρ = 0). Rescaling skip and branch by 1/√2 leaves both unchanged."""
+    R, rho = 1.0, rho0
+    for _ in range(L):
+        R *= (1.0 + 2.0 * coactivation(rho)) / 2.0
+        rho = (rho + relu_kernel(rho)) / 2.0
+    return R
+
+
 def coactivation_from_activation(p: float, n: int) -> float:
     """Fraction of the n(n−1) ordered distinct input pairs on which a unit active on a fraction
     p of n inputs is active for both: p(np − 1)/(n − 1) (SPEC C3)."""
