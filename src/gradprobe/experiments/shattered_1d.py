@@ -8,16 +8,20 @@ Centring / BN statistics are computed over the grid itself and frozen (FrozenNor
 batch statistics), so one backward of f.sum() gives all 256 derivatives. The first (scalar-input)
 layer is not normalised: centring it would put every kink at x = 0.
 
-Our quick run (20 nets, width 200, 256 points; ~12 CPU-s): lag-1 ACF 0.97 for the 1-layer net
-(brown noise 0.97, reference 0.98), 0.76 at FF depth 10 (reference 0.77), 0.00 at FF depth 24
-(−0.01), resnet depth 50: 0.89 at β = 0.1 (0.87) and 0.69 at β = 1 (0.65); without centring
-(`--set centre=false`) FF depth 24 stays at ~0.90 (the failed public replication).
+Verdicts on t intervals over the 20 nets (quick, seed 0; ~14 CPU-s): `shallow_is_brown` holds
+(lag-1 ACF 0.970 [0.959, 0.980]; brown noise 0.97, reference 0.98), `deep_feedforward_is_white`
+holds (−0.0003 [−0.040, 0.039] at depth 24; 0.76 at depth 10, reference 0.77),
+`resnets_keep_structure` holds (depth 50: β = 0.1 0.892 [0.865, 0.918], β = 1 0.692; reference
+0.87, 0.65). Without centring (`--set centre=false`) FF depth 24 stays at ~0.90 (the failed
+public replication). A run without depth 1, 24 or 50 (smoke scale), without β = 0.1 and 1, or
+with fewer than 3 nets makes the claims that need them `not_applicable`.
 
-The paper does not say what the resnet's first (scalar-input) layer is. We use a linear one,
-x_1 = v x + b with v, b ~ N(0, 1), then 49 blocks (depth = weight layers before the readout, as
-for the FF nets). With x_1 = ρ(v x + b) instead (`--set resnet_embed=relu`) the depth-50 lag-1
-ACF drops to ~0.75 (β = 0.1) and ~0.44 (β = 1), further from the reference and at the claims'
-thresholds; the linear first layer lands within 0.05 of both reference values.
+Free choices (SPEC D1): the paper does not say what the resnet's first (scalar-input) layer is.
+We use a linear one, x_1 = v x + b with v, b ~ N(0, 1) (`first_layer=unit`), then 49 blocks
+(depth = weight layers before the readout, as for the FF nets). `resnets_keep_structure` depends
+on it: with the FF nets' N(0, 1/N) (`first_layer=lecun`) β = 0.1 falls to 0.696 [0.666, 0.726]
+(inconclusive), and with x_1 = ρ(v x + b) (`resnet_embed=relu`) to 0.756 / 0.423 (β = 0.1 / 1,
+both intervals straddle their thresholds: inconclusive).
 """
 
 from __future__ import annotations

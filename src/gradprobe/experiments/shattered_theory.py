@@ -1,30 +1,30 @@
-"""C2 `shattered_theory` — correlation of gradients against depth (SPEC C2).
+"""C2 `shattered_theory` — variance and correlation of gradients against depth (SPEC C2, D2).
 
 Balduzzi et al. 2017, §3, Theorems 1–3 and Corollary 1. For the gradient r_i = Σ_p ∂f_p/∂n at
-input x^(i) of a neuron n that is L layers below the output, C(i, j) = E_W[r_i r_j] and
-R = C(i, j)/sqrt(C(i) C(j)) over "typical" pairs of inputs. Predictions (He init):
-feed-forward with BN R = 2^−L; resnet without BN (α = β = 1) C = 2^L, R = (3/4)^L; resnet with
-BN and β: R = ∏(1 + β²/(2s_l²))/∏(1 + β²/s_l²), s_l² = 1 + (l−1)β² (≈ 1/sqrt(1 + β²(L − 1)));
-scalar highway γ1² = 1 − 1/L: R = (1 − 1/(2L))^L → e^{−1/2}.
+input x^(i) of a neuron n that is L layers below the output, C(i) = E_W[r_i²] (statement (i))
+and R = C(i, j)/sqrt(C(i) C(j)) over "typical" pairs of inputs (statement (ii)). He init:
+feed-forward C constant, R = 2^−L (Thm 1); resnet without BN C = 2^L, R = (3/4)^L, and with
+skip and branch each × 1/√2, C = 1 (Thm 2); resnet with BN and β: C = ∏(1 + β²/s_l²),
+R = ∏(1 + β²/(2s_l²))/C, s_l² = 1 + (l−1)β² (Thm 3); scalar highway γ1² = 1 − 1/L: C = 1,
+R = (1 − 1/(2L))^L → e^{−1/2} (Cor. 1).
 
 Monte Carlo: the neuron n is an input coordinate of a width-N net (x ~ N(0, I_N), a batch of B
 inputs per net); L = the number of ReLU layers above it; f = Σ of the N outputs. Normalisation
 statistics come from the batch and are frozen, so one backward gives every r_i. E_W is the mean
-over `nets` random nets and the N coordinates (exchangeable); R pools all distinct pairs:
-R̂ = mean_{i≠j} Σ r_i r_j / mean_i Σ r_i², with a jackknife error over nets.
+over `nets` random nets and the N coordinates; R pools all distinct pairs
+(probes/gradient_correlation.py). Intervals: ±1.96 jackknife s.e. over nets for R and log2 R,
+the delta method for log2 C. Each net also records E[1/s²] per BN layer
+(probes/norm_division.py): what BN multiplies the gradient's variance by.
 
-Quick (32 nets × 64 inputs, width 256, ~16 CPU-s): FF+BN R = 0.485, 0.249, 0.060, 0.0037 at
-L = 1, 2, 4, 8 (2^−L: 0.5, 0.25, 0.0625, 0.0039); resnet+BN β = 0.1: 0.98, 0.96, 0.92, 0.86 at
-L = 4, 8, 16, 32 (Thm 3: 0.98, 0.96, 0.93, 0.87); highway with mean-centring: 0.50, 0.56, 0.59,
-0.60, 0.60, 0.60 at L = 1 … 32 (Cor. 1: the same to ±0.003).
-
-Reported, not hidden: without BN the resnet's co-activation exceeds ¼ and R sits above (3/4)^L
-from L ≥ 4 (0.38 vs 0.32 at L = 4, 0.033 vs 1e-4 at L = 32). With BN's division by the batch
-std, R falls below the prediction: each branch adds a per-unit offset that BN's centring
-removes, so BN divides by a smaller variance (≈ 0.68 β² per block instead of β²) than the
-theorem's s_l². Resnet+BN at β = 1 gives 0.44 vs 0.49 at L = 4 and 0.11 vs 0.20 at L = 32; the
-BN highway sits at 0.54 vs 0.60. The highway claim is therefore judged on the mean-centred
-highway, for which the corollary's assumptions (variance 1, typical pairs) hold.
+Quick (32 nets × 64 inputs, width 256): holds — feedforward_halves (0.485, 0.249, 0.060,
+0.0037 at L = 1, 2, 4, 8), feedforward_variance (C ≈ 2.0 at every L), resnet without BN
+C = 2^L, Thm 3 at β = 0.1, the centred highway (0.50 … 0.60). Fails, with the mechanism
+measured (README C2): feedforward_variance_bn (C = 1.03 … 548: BN divides by the batch variance
+κ = 1 − 1/π ≈ 0.68 of W ρ(z), whose per-unit mean it removes, not by 1; measured E[1/s²] = 1.54
+per layer predicts 1.06 … 684), Thm 3 at β = 1 (R = 0.11 vs 0.20 at L = 32; with the measured
+E[1/s²]: 0.117), the BN highway (0.547 vs 0.604; corrected 0.551), and every no-BN correlation
+(co-activation > ¼ because a ReLU layer raises the inputs' correlation; tracked through the
+arc-cosine kernel: FF 0.14 vs measured 0.139 at L = 4, resnet 0.187 vs 0.195 at L = 8).
 """
 
 from __future__ import annotations
