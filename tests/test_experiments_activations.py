@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gradprobe.experiments.activations import Config, claims
+from gradprobe.claims import t_interval
+from gradprobe.experiments.activations import Config, claims, worst_deviation
 
 
 def _variant(act: np.ndarray, coact: np.ndarray, first: int, bimodal: list[float]) -> dict:
@@ -41,3 +42,17 @@ def test_claims_from_per_net_values():
     res["depth"] = 10
     v = {c.id: c.verdict for c in claims(res, Config())}
     assert v["no_bn_coactivation_climbs"] == v["no_bn_bimodal"] == "not_applicable"
+
+
+def test_worst_deviation_against_per_layer_intervals():
+    """Inside the tolerance iff every layer's t interval is; outside iff some layer's is."""
+    rng = np.random.default_rng(1)
+    x = 0.5 + 0.02 * rng.standard_normal((8, 5))
+    x[:, 3] += 0.1  # one layer off by 0.1 ± its noise
+    e = worst_deviation(x, 0.5)
+    per = [t_interval(x[:, i]) for i in range(5)]
+    assert e.hi == max(max(abs(p.lo - 0.5), abs(p.hi - 0.5)) for p in per)
+    assert e.lo == per[3].lo - 0.5 > 0.05  # layer 3's interval excludes 0.05: the claim fails
+    assert e.lo <= e.value <= e.hi and e.n == 8
+    centred = 0.5 + 0.01 * rng.standard_normal((8, 5))
+    assert worst_deviation(centred, 0.5).lo == 0.0  # every interval contains the target
