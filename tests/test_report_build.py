@@ -1,4 +1,4 @@
-"""report/: the scorecard and the claims table from summaries; the HTML page in headless Chromium."""
+"""report/: scorecard and claims table from summaries; the HTML page in headless Chromium."""
 
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gradprobe.errors import UsageError
+from gradprobe.config import parse_override
+from gradprobe.errors import ConfigError, UsageError
 
 
 def parse_values(spec: str) -> tuple[str, list[Any]]:
@@ -39,9 +40,9 @@ def parse_values(spec: str) -> tuple[str, list[Any]]:
         if not item:
             raise UsageError(f"sweep {key}: empty value in {raw!r}")
         try:
-            values.append(json.loads(item))
-        except json.JSONDecodeError:
-            values.append(item)
+            values.append(parse_override(f"{key}={item}")[1])
+        except ConfigError as e:
+            raise UsageError(f"sweep {key}: {e}") from None
     if not key or len(values) < 1:
         raise UsageError(f"sweep expects KEY=V1,V2,…, got {spec!r}")
     if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
@@ -51,7 +52,8 @@ def parse_values(spec: str) -> tuple[str, list[Any]]:
 
 def sweep(name: str, spec: str, scale: str = "quick", seed: int = 0, out: Path | str = "runs",
           device: str = "auto", force: bool = False, workers: int | None = None,
-          backend: str = "local", address: str | None = None) -> dict[str, Any]:
+          backend: str = "local", address: str | None = None, wait: bool = True,
+          ) -> dict[str, Any]:
     """Run `name` once per value of KEY (every request validated before any work starts)."""
     from gradprobe.runs.atomic import write_json
     from gradprobe.runs.backends import run_all
@@ -60,7 +62,7 @@ def sweep(name: str, spec: str, scale: str = "quick", seed: int = 0, out: Path |
     key, values = parse_values(spec)
     reqs = [resolve(name, scale, seed, {key: v}, out, device) for v in values]
     summaries = run_all(reqs, backend=backend, workers=workers or min(len(reqs), 2),
-                        address=address, force=force)
+                        address=address, force=force, wait=wait)
     claim_ids: list[str] = []
     for s in summaries:
         for c in s.get("claims", []):
