@@ -24,7 +24,6 @@ batch 200) is a GPU run.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,13 +35,11 @@ from gradprobe.claims import finite
 from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.nets.tuple_nets import (
-    accuracy,
-    decomposition_loss,
-    end_to_end_loss,
-    make_tuple_net,
-)
+from gradprobe.nets.tuple_nets import make_tuple_net
 from gradprobe.tasks.lines import sample_lines, sample_tuples
+from gradprobe.training.fit import fit
+from gradprobe.training.metrics import sign_accuracy
+from gradprobe.training.tuple_losses import decomposition_loss, end_to_end_loss
 
 METHODS = ("e2e", "dec")
 LABELS = {"e2e": "end-to-end", "dec": "decomposition"}
@@ -97,8 +94,8 @@ class Config(ExperimentConfig):
         require(self.eval_every >= 1, "eval_every must be ≥ 1")
 
 
-def _evaluate(net: torch.nn.Module, k: int, cfg: Config, g: torch.Generator) -> tuple[float, float]:
-    """(tuple accuracy, image accuracy of sign(score)) on test_size fresh tuples."""
+def _evaluate(net: torch.nn.Module, k: int, cfg: Config, g: torch.Generator) -> dict:
+    """Tuple accuracy and image accuracy of sign(score) on test_size fresh tuples."""
     net.eval()
     accs, img_accs, n = [], [], cfg.test_size
     with torch.no_grad():
@@ -106,10 +103,10 @@ def _evaluate(net: torch.nn.Module, k: int, cfg: Config, g: torch.Generator) -> 
             b = min(1000, n - start)
             x, yi, yt = sample_tuples(b, k, g)
             out, scores = net(x)
-            accs.append(float(accuracy(out, yt)) * b)
-            img_accs.append(float(accuracy(scores, yi)) * b)
+            accs.append(float(sign_accuracy(out, yt)) * b)
+            img_accs.append(float(sign_accuracy(scores.reshape(-1), yi.reshape(-1))) * b)
     net.train()
-    return sum(accs) / n, sum(img_accs) / n
+    return {"accuracy": sum(accs) / n, "image_accuracy": sum(img_accs) / n}
 
 
 def train(k: int, method: str, cfg: Config, ctx) -> dict:
@@ -126,55 +123,29 @@ def train(k: int, method: str, cfg: Config, ctx) -> dict:
                            eps=cfg.eps)
     g_train = ctx.generator("train", k, method)
     g_test = ctx.generator("test", k)  # the same test tuples for both methods
-    name = f"k{k}_{method}"
-    hist = {"steps": [], "accuracy": [], "image_accuracy": [], "loss": []}
-    start, cpu = 0, 0.0
-    state = ctx.load_checkpoint(name)
-    if state is not None:
-        net.load_state_dict(state["net"])
-        opt.load_state_dict(state["opt"])
-        g_train.set_state(state["g_train"])
-        g_test.set_state(state["g_test"])
-        start, hist, cpu = state["step"], state["hist"], state["cpu"]
-    t0 = time.process_time()
-    running, count = torch.zeros((), device=dev), 0
-    with ctx.progress(steps - start, f"k={k} {LABELS[method]}") as advance:
-        for step in range(start, steps + 1):
-            resumed_here = state is not None and step == start  # evaluated before the save
-            if (step % cfg.eval_every == 0 or step == steps) and not resumed_here:
-                acc, img_acc = _evaluate(net, k, cfg, g_test)
-                loss = float(running) / count if count else None  # no steps yet
-                running.zero_()
-                count = 0
-                for key, v in zip(hist, (step, acc, img_acc, loss)):
-                    hist[key].append(v)
-                ctx.log("test", step, k=k, method=method, accuracy=acc, image_accuracy=img_acc,
-                        train_loss=loss)
-                if ctx.checkpoint_due() and step < steps:
-                    ctx.save_checkpoint(
-                        {"net": net.state_dict(), "opt": opt.state_dict(),
-                         "g_train": g_train.get_state(), "g_test": g_test.get_state(),
-                         "step": step, "hist": hist,
-                         "cpu": cpu + time.process_time() - t0}, name)
-            if step == steps:
-                break
-            x, yi, yt = sample_tuples(batch, k, g_train)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                out, scores = net(x)
-            out, scores = out.float(), scores.float()
-            if method == "e2e":
-                loss_t = end_to_end_loss(out, yt)
-            else:
-                loss_t = decomposition_loss(out, scores, yt, yi, cfg.dec_weight)
-            opt.zero_grad(set_to_none=True)
-            loss_t.backward()
-            opt.step()
-            running += loss_t.detach()
-            count += 1
-            advance(1)
+
+    def step(_: int) -> torch.Tensor:
+        x, yi, yt = sample_tuples(batch, k, g_train)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            out, scores = net(x)
+        out, scores = out.float(), scores.float()
+        if method == "e2e":
+            loss = end_to_end_loss(out, yt)
+        else:
+            loss = decomposition_loss(out, scores, yt, yi, cfg.dec_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    res = fit(ctx, f"k{k}_{method}", steps=steps, step=step, eval_every=cfg.eval_every,
+              state={"net": net, "opt": opt, "g_train": g_train, "g_test": g_test},
+              evaluate=lambda _: _evaluate(net, k, cfg, g_test),
+              description=f"k={k} {LABELS[method]}")
+    hist = {"steps": res.column("step"), "accuracy": res.column("accuracy"),
+            "image_accuracy": res.column("image_accuracy"), "loss": res.column("train_loss")}
     return {**hist, "batch_size": batch, "final_accuracy": hist["accuracy"][-1],
-            "final_image_accuracy": hist["image_accuracy"][-1],
-            "iterations": steps, "cpu_s": cpu + time.process_time() - t0}
+            "final_image_accuracy": hist["image_accuracy"][-1], "iterations": steps}
 
 
 def run(cfg: Config, ctx) -> dict:
@@ -187,8 +158,7 @@ def run(cfg: Config, ctx) -> dict:
     x, y = sample_lines(12, ctx.generator("examples"))
     examples = {"images": x[:, 0].to(torch.uint8).cpu().tolist(), "labels": y.cpu().tolist()}
     final = {m: {k: c["final_accuracy"] for k, c in curves[m].items()} for m in METHODS}
-    return {"curves": curves, "final_accuracy": final, "examples": examples,
-            "cpu_s": sum(c["cpu_s"] for m in METHODS for c in curves[m].values())}
+    return {"curves": curves, "final_accuracy": final, "examples": examples}
 
 
 def claims(res: dict, cfg: Config) -> list[Claim]:

@@ -25,12 +25,11 @@ stuck near −0.45 from step 500 on (paper −0.29); k = 2000: −0.995 vs −0.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.func import grad, vmap
 
 from gradprobe import plots
@@ -38,7 +37,9 @@ from gradprobe.claims import finite
 from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.nets.init import trunc_normal_fan_in_
+from gradprobe.nets.basis_affine import BasisAffine
+from gradprobe.theory.parity import fit_slope
+from gradprobe.training.fit import fit
 
 METHODS = ("e2e", "dec")
 LABELS = {"e2e": "end-to-end", "dec": "decomposition"}
@@ -80,23 +81,6 @@ class Config(ExperimentConfig):
         require(self.moment_samples >= 2, "moment_samples must be ≥ 2")
 
 
-class BasisAffine(nn.Module):
-    """Affine map R^d → R^k evaluated on basis vectors: forward(i) = W e_i + b = W[:, i] + b.
-
-    Same parameters (weight (k, d), bias (k,)) and gradients as nn.Linear on one-hot inputs,
-    without the (batch, d) one-hot matrix.
-    """
-
-    def __init__(self, d: int, k: int, generator: torch.Generator) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(k, d))
-        self.bias = nn.Parameter(torch.zeros(k))
-        trunc_normal_fan_in_(self.weight, generator)
-
-    def forward(self, idx: Tensor) -> Tensor:
-        return self.weight.t()[idx] + self.bias  # (b, k) logits
-
-
 def teacher(y: Tensor, k: int, method: str, g: torch.Generator) -> Tensor:
     """Targets z (b, k): e_y for 'dec'; for 'e2e' z_y = 1 and the rest uniform ±1."""
     z = torch.zeros(y.shape[0], k, device=y.device)
@@ -134,42 +118,26 @@ def train(k: int, method: str, cfg: Config, ctx) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
                            eps=cfg.eps)
     g, g_test = ctx.generator("train", k, method), ctx.generator("test", k)
-    name = f"k{k}_{method}"
-    hist: dict[str, list] = {"steps": [], "objective": []}
-    start, cpu = 0, 0.0
-    state = ctx.load_checkpoint(name)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        g.set_state(state["g"])
-        g_test.set_state(state["g_test"])
-        start, hist, cpu = state["step"], state["hist"], state["cpu"]
-    t0 = time.process_time()
-    with ctx.progress(cfg.iterations - start, f"k={k} {LABELS[method]}") as advance:
-        for step in range(start, cfg.iterations + 1):
-            resumed_here = state is not None and step == start
-            if (step % cfg.eval_every == 0 or step == cfg.iterations) and not resumed_here:
-                with torch.no_grad():
-                    idx = torch.randint(0, cfg.d, (cfg.eval_samples,), generator=g_test,
-                                        device=dev)
-                    val = float(objective(model(idx), teacher(labels[idx], k, "dec", g_test)))
-                hist["steps"].append(step)
-                hist["objective"].append(val)
-                ctx.log("test", step, k=k, method=method, objective=val)
-                if ctx.checkpoint_due() and step < cfg.iterations:
-                    ctx.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(),
-                                         "g": g.get_state(), "g_test": g_test.get_state(),
-                                         "step": step, "hist": hist,
-                                         "cpu": cpu + time.process_time() - t0}, name)
-            if step == cfg.iterations:
-                break
-            idx = torch.randint(0, cfg.d, (cfg.batch_size,), generator=g, device=dev)
-            loss = objective(model(idx), teacher(labels[idx], k, method, g))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            advance(1)
-    return {**hist, "final": hist["objective"][-1], "cpu_s": cpu + time.process_time() - t0}
+
+    def step(_: int) -> Tensor:
+        idx = torch.randint(0, cfg.d, (cfg.batch_size,), generator=g, device=dev)
+        loss = objective(model(idx), teacher(labels[idx], k, method, g))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    def evaluate(_: int) -> dict:
+        with torch.no_grad():
+            idx = torch.randint(0, cfg.d, (cfg.eval_samples,), generator=g_test, device=dev)
+            return {"objective": float(objective(model(idx),
+                                                 teacher(labels[idx], k, "dec", g_test)))}
+
+    res = fit(ctx, f"k{k}_{method}", steps=cfg.iterations, step=step, eval_every=cfg.eval_every,
+              state={"model": model, "opt": opt, "g": g, "g_test": g_test}, evaluate=evaluate,
+              description=f"k={k} {LABELS[method]}")
+    hist = {"steps": res.column("step"), "objective": res.column("objective")}
+    return {**hist, "final": hist["objective"][-1]}
 
 
 def moments_at_init(k: int, cfg: Config, ctx) -> dict:
@@ -186,14 +154,7 @@ def run(cfg: Config, ctx) -> dict:
         for m in METHODS:
             curves[m][str(k)] = ctx.stage(f"k{k}_{m}", lambda k=k, m=m: train(k, m, cfg, ctx))
     final = {m: {k: c["final"] for k, c in curves[m].items()} for m in METHODS}
-    return {"curves": curves, "final_objective": final, "second_moments": moments,
-            "cpu_s": sum(c["cpu_s"] for m in METHODS for c in curves[m].values())}
-
-
-def _slope(xs: list[float], ys: list[float]) -> float:
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else math.nan
+    return {"curves": curves, "final_objective": final, "second_moments": moments}
 
 
 def claims(res: dict, cfg: Config) -> list[Claim]:
@@ -206,7 +167,7 @@ def claims(res: dict, cfg: Config) -> list[Claim]:
     mom = res["second_moments"]
     ks = sorted(mom, key=int)
     ratios = {k: mom[k]["ratio"] for k in ks}
-    slope = _slope([math.log(int(k)) for k in ks], [math.log(max(r, 1e-300))
+    slope = fit_slope([math.log(int(k)) for k in ks], [math.log(max(r, 1e-300))
                                                     for r in ratios.values()]) \
         if len(ks) >= 2 else math.nan
     increasing = all(ratios[a] < ratios[b] for a, b in zip(ks, ks[1:]))

@@ -40,9 +40,10 @@ from gradprobe.claims import finite
 from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.nets.tuple_nets import decomposition_loss, end_to_end_loss, make_tuple_net
+from gradprobe.nets.tuple_nets import ScoreHead, make_tuple_net
 from gradprobe.probes.snr import gradient_snr
 from gradprobe.tasks.lines import LineParams, draw_lines, sample_params
+from gradprobe.training.tuple_losses import decomposition_loss, end_to_end_loss
 
 METHODS = ("e2e", "dec")
 LABELS = {"e2e": "end-to-end", "dec": "decomposition"}
@@ -80,24 +81,6 @@ def _loss(method: str, weight: float):
     if method == "e2e":
         return lambda out, t: end_to_end_loss(out[0], t[0])
     return lambda out, t: decomposition_loss(out[0], out[1], t[0], t[1], weight)
-
-
-class ScoreHead(nn.Module):
-    """N1's last layer followed by N2, on N1's penultimate features: (b, k, 100) → (out, scores).
-
-    The gradient with respect to the score layer depends on the convolutions only through these
-    features, so they are computed once (no grad) and shared by both losses; per-sample
-    gradients then cost a few small matmuls per tuple.
-    """
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.score = net.n1.score
-        self.n2 = net.n2
-
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self.score(h).squeeze(-1)  # (b, k)
-        return self.n2(scores), scores
 
 
 def sample_features(net: nn.Module, n: int, k: int, g: torch.Generator,
