@@ -42,6 +42,7 @@ class RunContext:
             checkpoint_every_s = float(os.environ.get("GRADPROBE_CHECKPOINT_EVERY", "30"))
         self.checkpoint_every_s = checkpoint_every_s
         self._last_checkpoint = time.monotonic()
+        self._saves = 0  # checkpoints and stages written by this process (fault injection)
         self._ckpt_dir = self.run_dir / "checkpoints"
         self._stage_dir = self.run_dir / "stages"
         self.metrics_path = self.run_dir / "metrics.jsonl"
@@ -118,6 +119,7 @@ class RunContext:
         write_bytes(path, json.dumps(doc).encode())
         for ckpt in self._ckpt_dir.glob("*.pt"):
             ckpt.unlink()
+        self._saved()
         return result
 
     def checkpoint_due(self) -> bool:
@@ -132,6 +134,16 @@ class RunContext:
         torch.save({"state": state, "metrics_offset": self._metrics_offset()}, buf)
         write_bytes(self._ckpt_dir / f"{_safe(name)}.pt", buf.getvalue())
         self._last_checkpoint = time.monotonic()
+        self._saved()
+
+    def _saved(self) -> None:
+        """Fault injection for the resume tests: GRADPROBE_FAULT_KILL_AFTER_SAVES=N makes this
+        process SIGKILL itself right after its N-th checkpoint or stage write."""
+        self._saves += 1
+        if os.environ.get("GRADPROBE_FAULT_KILL_AFTER_SAVES") == str(self._saves):
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def load_checkpoint(self, name: str = "state") -> dict[str, Any] | None:
         """The last saved state under `name`, or None. Loaded with weights_only=True."""

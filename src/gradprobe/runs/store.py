@@ -113,6 +113,9 @@ def execute(req: RunRequest, force: bool = False, quiet: bool = False) -> dict[s
     start = time.perf_counter()
     base = {
         "experiment": req.experiment.name,
+        "spec": req.experiment.spec,
+        "title": req.experiment.title,
+        "source": req.experiment.source,
         "run_id": req.run_id,
         "scale": req.scale,
         "seed": req.seed,
