@@ -278,8 +278,9 @@ def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
                        label=f"{LABELS[m]}: signal not resolved from 0 → upper bound (+2 SE)")
     ax.set_xlabel("tuple length k")
     ax.set_ylabel("ln SNR  (‖E ĝ‖² / E‖ĝ − E ĝ‖²)")
-    ax.set_title(f"Gradient SNR of N1's last layer at init\n({res['tuples']:,} tuples per "
-                 f"estimate from a pool of {res['pool']:,} images, {res['inits']} inits)")
+    ax.set_title(f"Gradient SNR of N1's last layer at init ({res['inits']} inits)\n"
+                 f"{res['tuples']:,} tuples per estimate ({res['tuples_collapse']:,} for "
+                 f"end-to-end k = 1, 3), from a pool of {res['pool']:,} images", fontsize=9)
     ax.set_xticks(sorted({int(k) for k in res["snr"]["e2e"]}))
     ax.legend(loc="lower left", fontsize=7)
     return [plots.save(fig, out_dir / "snr.png")]
