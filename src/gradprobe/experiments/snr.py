@@ -28,7 +28,7 @@ signal is unresolved); every other estimate gets `tuples`. The authors' noise fo
 Claims (empirical, decided over `inits` initialisations with a Student t interval):
 `end_to_end_snr_collapses` judges the per-initialisation ratio SNR_e2e(3)/SNR_e2e(1) (holds when
 the interval's upper end is ≤ 10⁻²); `decomposition_snr_stable` judges SNR_dec(k)/SNR_dec(1)
-≥ 0.5 at every k.
+≥ 0.5 at every k. Quick (99 CPU-s): both hold; ratio −6.8e-4, interval [−4.7e-3, 3.3e-3].
 """
 
 from __future__ import annotations
