@@ -1,10 +1,10 @@
 """Line images per second: the vectorised generator vs per-pixel Python loops (SPEC A4).
 
 All three draw the same lines from the same parameters, pixel for pixel (checked here and in
-tests/test_lines.py). Baselines: the authors' style (one line, one point at a time, each point a
-small numpy array: `pt = (centre + t·u).astype(int)`, bounds checked with numpy), and a tighter
-pure-Python loop (`draw_lines_reference`, floats and lists only). Interleaved rounds, median, one
-thread, CPU process time. Run:
+tests/test_tasks_lines.py). Baselines: the authors' style (one line, one point at a time, each
+point a small numpy array: `pt = (centre + t·u).astype(int)`, bounds checked with numpy), and a
+tighter pure-Python loop (`draw_lines_reference`, floats and lists only). Interleaved rounds,
+median, one thread, CPU process time. Run:
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_lines.py [--device cuda]
 """
 

@@ -9,10 +9,7 @@ Every weight is truncated normal with std 1/sqrt(fan_in), every bias 0 (SPEC A4)
 code instead gives each conv kernel std 1/sqrt(in_channels) — and, through a reshape, 1/sqrt(28)
 for the first (it reads the image width as the channel count) — so its second conv starts 5×
 larger than fan-in: `init="code"` reproduces that (the FC layers are the same in both).
-
-Losses (hinge, as in the authors' code):
-    end-to-end      mean_b [1 − ŷ_b·ỹ_b]_+                        (ỹ = ∏_j y_j)
-    decomposition   end-to-end + w · mean_{b,j} [1 − s_bj·y_bj]_+  (w = 1 in the paper)
+The two losses are in `gradprobe.training.tuple_losses`.
 """
 
 from __future__ import annotations
@@ -89,6 +86,23 @@ class TupleNet(nn.Module):
         return self.n2(scores), scores
 
 
+class ScoreHead(nn.Module):
+    """N1's last layer followed by N2, on N1's penultimate features: (b, k, 100) → (out, scores).
+
+    The gradient with respect to the score layer depends on the convolutions only through these
+    features, so they can be computed once (no grad) and shared by both losses.
+    """
+
+    def __init__(self, net: TupleNet) -> None:
+        super().__init__()
+        self.score = net.n1.score
+        self.n2 = net.n2
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        scores = self.score(h).squeeze(-1)  # (b, k)
+        return self.n2(scores), scores
+
+
 def make_tuple_net(k: int, generator: torch.Generator, conv_relu: bool = False,
                    device: torch.device | str = "cpu", init: str = "fan_in") -> TupleNet:
     """A TupleNet for k-tuples, initialised from `generator` (on CPU, then moved).
@@ -105,30 +119,3 @@ def make_tuple_net(k: int, generator: torch.Generator, conv_relu: bool = False,
             conv1.weight.mul_(math.sqrt(fan_in(conv1.weight) / 28))
             conv2.weight.mul_(math.sqrt(fan_in(conv2.weight) / conv2.in_channels))
     return net.to(device)
-
-
-def hinge(margin: Tensor) -> Tensor:
-    """Elementwise hinge [1 − margin]_+ ."""
-    return torch.relu(1.0 - margin)
-
-
-def end_to_end_loss(output: Tensor, y_tuple: Tensor) -> Tensor:
-    """Mean hinge of the tuple output against the parity label. output, y_tuple: (b,)."""
-    return hinge(output * y_tuple).mean()
-
-
-def decomposition_loss(output: Tensor, scores: Tensor, y_tuple: Tensor, y_images: Tensor,
-                       weight: float = 1.0) -> Tensor:
-    """End-to-end loss + weight · mean per-image hinge of N1's scores (b, k) against y (b, k).
-
-    With weight = 0 it is exactly the end-to-end loss.
-    """
-    loss = end_to_end_loss(output, y_tuple)
-    if weight == 0.0:
-        return loss
-    return loss + weight * hinge(scores * y_images).mean()
-
-
-def accuracy(output: Tensor, y: Tensor) -> Tensor:
-    """Zero-one accuracy 1[output·y > 0], averaged."""
-    return (output * y > 0).float().mean()

@@ -104,22 +104,3 @@ def test_flatten_grads_order() -> None:
     grads = {"a": torch.ones(3, 2, 2), "b": torch.zeros(3, 1)}
     flat = flatten_grads(grads)
     assert flat.shape == (3, 5) and flat[:, :4].eq(1).all() and flat[:, 4].eq(0).all()
-
-
-def test_score_head_gives_the_full_nets_last_layer_gradients() -> None:
-    """The SNR experiment differentiates N1's score layer through ScoreHead on precomputed
-    features; that must equal the per-sample gradients of the whole TupleNet."""
-    from gradprobe.experiments.snr import HEAD_PARAMS, SCORE_LAYER, ScoreHead, _loss
-    from gradprobe.nets.tuple_nets import make_tuple_net
-    from gradprobe.tasks.lines import sample_tuples
-
-    k = 3
-    net = make_tuple_net(k, torch.Generator().manual_seed(0))
-    x, yi, yt = sample_tuples(12, k, torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        h = net.n1.penultimate(x.reshape(-1, 1, 28, 28)).reshape(12, k, -1)
-    for m in ("e2e", "dec"):
-        full = per_sample_grads(net, _loss(m, 1.0), x, (yt, yi), SCORE_LAYER)
-        head = per_sample_grads(ScoreHead(net), _loss(m, 1.0), h, (yt, yi), HEAD_PARAMS)
-        for a, b in zip(SCORE_LAYER, HEAD_PARAMS):
-            torch.testing.assert_close(head[b], full[a], rtol=1e-5, atol=1e-7)
