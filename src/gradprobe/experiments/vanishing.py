@@ -35,10 +35,11 @@ from gradprobe.claims import finite
 from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.nets.mlp import MLP
+from gradprobe.nets.nielsen import ACTS, nielsen_net
 from gradprobe.probes.layers import layer_gradients
+from gradprobe.training.fit import fit
+from gradprobe.training.metrics import class_accuracy, quadratic_cost
 
-ACTS = ("sigmoid", "tanh", "relu")
 NIELSEN = {3: [0.012, 0.060, 0.283], 4: [0.003, 0.017, 0.070, 0.285]}  # MNIST, ch. 5
 
 
@@ -95,27 +96,12 @@ def load_data(cfg: Config, ctx) -> tuple[torch.Tensor, torch.Tensor]:
     return x[perm].to(ctx.device), y[perm].to(ctx.device)
 
 
-def quadratic(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """C = ½‖y − a^L‖² per example."""
-    return 0.5 * ((out - y) ** 2).sum(dim=-1)
-
-
-def build(act: str, hidden: int, cfg: Config, g: torch.Generator) -> torch.nn.Module:
-    """Nielsen's init for sigmoid/tanh (N(0, 1/n_in) weights, N(0, 1) biases); He for ReLU."""
-    sizes = [64] + [cfg.width] * hidden + [10]
-    if act == "relu":
-        m = MLP(sizes, "relu", out_activation="sigmoid", init="he", bias_std=0.0, generator=g)
-    else:
-        m = MLP(sizes, act, out_activation="sigmoid", init="lecun", bias_std=1.0, generator=g)
-    return m.to(torch.float64)
-
-
 def measure(act: str, hidden: int, cfg: Config, ctx, x, y) -> dict:
     speeds, wspeeds, bounds, worst, worst_w = [], [], [], [], []
     for k in range(cfg.nets):
-        model = build(act, hidden, cfg, ctx.generator("net", act, hidden, k, device="cpu"))
-        model = model.to(ctx.device)
-        lg = layer_gradients(model, quadratic, (x, y))
+        model = nielsen_net(act, hidden, width=cfg.width,
+                            generator=ctx.generator("net", act, hidden, k, device="cpu"))
+        lg = layer_gradients(model.to(ctx.device), quadratic_cost, (x, y))
         assert lg.bound is not None and lg.weight_bound is not None
         speeds.append(lg.mean_bias_norms.tolist())
         wspeeds.append(lg.mean_weight_norms.tolist())
@@ -133,51 +119,39 @@ def measure(act: str, hidden: int, cfg: Config, ctx, x, y) -> dict:
 
 
 def train(cfg: Config, ctx, x, y) -> dict:
-    """SGD on the quadratic cost; the hidden layers' speeds on the eval examples every epoch."""
-    model = build("sigmoid", cfg.train_hidden, cfg, ctx.generator("train_net", device="cpu"))
-    model = model.to(ctx.device)
+    """SGD on the quadratic cost (training/fit.py, one step = one epoch); the hidden layers'
+    speeds on the eval examples and the training accuracy at epoch 0 and after every epoch."""
+    model = nielsen_net("sigmoid", cfg.train_hidden, width=cfg.width,
+                        generator=ctx.generator("train_net", device="cpu")).to(ctx.device)
     ev = (x[: cfg.examples], y[: cfg.examples])
     g = ctx.generator("batches", device="cpu")
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-    history = {"epoch": [], "speed": [], "accuracy": []}
-
-    def record(epoch: int) -> None:
-        lg = layer_gradients(model, quadratic, ev)
-        with torch.no_grad():
-            acc = float((model(x).argmax(1) == y.argmax(1)).double().mean())
-        history["epoch"].append(epoch)
-        history["speed"].append(lg.mean_bias_norms[: cfg.train_hidden].tolist())
-        history["accuracy"].append(acc)
-        ctx.log("train", epoch, speed=history["speed"][-1], accuracy=acc)
-
-    start = 1
-    state = ctx.load_checkpoint("train")
-    if state is None:
-        record(0)
-    else:  # resume after the last finished epoch: same model, optimiser, batches, history
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        g.set_state(state["g"])
-        history = state["history"]
-        start = int(state["epoch"]) + 1
     n = x.shape[0]
-    with ctx.progress(cfg.train_epochs, "vanishing: SGD epochs") as advance:
-        advance(start - 1)
-        for epoch in range(start, cfg.train_epochs + 1):
-            perm = torch.randperm(n, generator=g).to(x.device)
-            for i in range(0, n, cfg.train_batch):
-                idx = perm[i: i + cfg.train_batch]
-                opt.zero_grad()
-                # Nielsen's update: gradient of the mean per-example cost over the mini-batch
-                quadratic(model(x[idx]), y[idx]).mean().backward()
-                opt.step()
-            record(epoch)
-            advance(1)
-            if ctx.checkpoint_due():
-                ctx.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(),
-                                     "g": g.get_state(), "history": history, "epoch": epoch},
-                                    "train")
-    return history
+
+    def epoch(i: int) -> torch.Tensor:
+        perm = torch.randperm(n, generator=g).to(x.device)
+        total = torch.zeros((), dtype=x.dtype, device=x.device)
+        for j in range(0, n, cfg.train_batch):
+            idx = perm[j: j + cfg.train_batch]
+            opt.zero_grad()
+            # Nielsen's update: gradient of the mean per-example cost over the mini-batch
+            loss = quadratic_cost(model(x[idx]), y[idx]).mean()
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        return total / -(-n // cfg.train_batch)
+
+    def evaluate(i: int) -> dict:
+        lg = layer_gradients(model, quadratic_cost, ev)
+        with torch.no_grad():
+            acc = float(class_accuracy(model(x), y.argmax(1)))
+        return {"speed": lg.mean_bias_norms[: cfg.train_hidden].tolist(), "accuracy": acc}
+
+    res = fit(ctx, "train", steps=cfg.train_epochs, step=epoch, eval_every=1, evaluate=evaluate,
+              state={"model": model, "opt": opt, "batches": g},
+              description="vanishing: SGD epochs")
+    return {"epoch": res.column("step"), "speed": res.column("speed"),
+            "accuracy": res.column("accuracy")}
 
 
 def run(cfg: Config, ctx) -> dict:
