@@ -27,7 +27,6 @@ Paper scale (CIFAR-10 3×32×32, 8 nets × 8 minibatches): 16× the quick comput
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -41,6 +40,8 @@ from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.convnets import shattering_net
+from gradprobe.probes.gradient_signal import mean_std_ratio, noise_floor
+from gradprobe.probes.sample_correlation import correlation_image, decode_image, kmeans_order
 from gradprobe.probes.shattering import input_gradients, relative_effective_rank
 from gradprobe.runtime import derive_seed
 from gradprobe.tasks.images import ImageData, find_cifar, load_images
@@ -112,42 +113,6 @@ def loss_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     return input_gradients(model, x, lambda out: F.cross_entropy(out, y, reduction="none"))
 
 
-def mean_std_ratio(g: torch.Tensor) -> float:
-    """Mean over input coordinates of |mean| / std over the minibatch (Fig. 5's gradient norm)."""
-    flat = g.reshape(g.shape[0], -1).double()
-    return float((flat.mean(0).abs() / flat.std(0, unbiased=False).clamp_min(1e-30)).mean())
-
-
-def correlation_image(g: torch.Tensor, order: torch.Tensor, keep: int) -> list[str]:
-    """|corr| between the samples' minibatch-centred gradients, rows/cols in `order`, `keep`
-    of them (evenly spaced). Stored compactly for the summary: one hex string per row, each
-    entry one byte, value = round(255·|corr|) (decode with `decode_image`)."""
-    flat = g.reshape(g.shape[0], -1).double()
-    flat = flat - flat.mean(0, keepdim=True)
-    flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    sel = order[torch.linspace(0, len(order) - 1, keep).round().long()]
-    c = (flat[sel] @ flat[sel].T).abs().clamp(0, 1)
-    q = (c * 255).round().to(torch.uint8).cpu().numpy()
-    return [row.tobytes().hex() for row in q]
-
-
-def decode_image(rows: list[str]) -> list[list[float]]:
-    """Inverse of correlation_image's encoding: |corr| values in [0, 1] (to 1/255)."""
-    return [[b / 255 for b in bytes.fromhex(r)] for r in rows]
-
-
-def kmeans_order(g: torch.Tensor, k: int, seed: int) -> tuple[list[int], list[int]]:
-    """Sample order grouping the rows of g (n, ...) by k-means cluster (sklearn, seeded)."""
-    from sklearn.cluster import KMeans
-
-    flat = g.reshape(g.shape[0], -1).double()
-    flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    km = KMeans(n_clusters=k, n_init=4, random_state=seed % (2**31))
-    labels = km.fit_predict(flat.cpu().numpy())
-    order = sorted(range(len(labels)), key=lambda i: (int(labels[i]), i))
-    return order, [int(v) for v in labels]
-
-
 def _net(cfg: Config, ctx, data: ImageData, arch: str, depth: int, k: int) -> torch.nn.Module:
     g = ctx.generator("net", arch, depth, k, device="cpu")
     m = shattering_net(arch, depth, data.shape, data.classes, cfg.width, beta=cfg.beta,
@@ -198,7 +163,7 @@ def run(cfg: Config, ctx) -> dict:
                         relative_rank=out[arch][str(d)]["relative_rank_mean"],
                         mean_std=out[arch][str(d)]["mean_std_mean"])
     return {"dataset": data.name, "nets": out, "kmeans_labels": km["labels"],
-            "noise_floor": math.sqrt(2 / math.pi) / math.sqrt(cfg.batch_size),
+            "noise_floor": noise_floor(cfg.batch_size),
             "batch_size": cfg.batch_size, "input_shape": list(data.shape)}
 
 
