@@ -37,7 +37,11 @@ from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.convnets import MODELS, build_model, n_params, stage_plan
+from gradprobe.probes.linearity import linearity_error
 from gradprobe.tasks.images import ImageData, augment, find_cifar, load_images
+from gradprobe.training.fit import fit
+from gradprobe.training.metrics import class_accuracy
+from gradprobe.training.optim import Plateau
 
 LABELS = {"crelu_ll": "CReLU + LL", "crelu": "CReLU (He)", "resnet": "ResNet",
           "relu": "ReLU", "linear": "linear", "prelu_ll": "PReLU(a=1) + LL"}
@@ -121,26 +125,6 @@ def load_data(cfg: Config, ctx) -> ImageData:
 
 
 # ---- the linearity check ----------------------------------------------------------------------
-def linearity_error(model: torch.nn.Module, x: torch.Tensor, x_ref: torch.Tensor,
-                    affine: bool = False) -> float:
-    """max |f(x) − A·x| / max |f(x)| over the batch x, A = ∂f/∂x at the ONE input x_ref.
-
-    affine=True compares f(x) − f(x_ref) with A·(x − x_ref) instead (ignores a constant offset,
-    e.g. batch norm's running mean after training). A per-input Jacobian would prove nothing:
-    a bias-free ReLU net is positively homogeneous, so f(x) = J(x)·x for every one of them.
-    """
-    with torch.no_grad():
-        fx = model(x)  # (n, classes)
-        f0 = model(x_ref.unsqueeze(0))[0]
-    jac = torch.autograd.functional.jacobian(lambda z: model(z.unsqueeze(0))[0], x_ref)
-    a = jac.reshape(fx.shape[1], -1)  # (classes, input size)
-    if affine:
-        pred = (x - x_ref).flatten(1) @ a.T + f0
-    else:
-        pred = x.flatten(1) @ a.T
-    return float((fx - pred).abs().max() / fx.abs().max().clamp_min(1e-30))
-
-
 def _linearity(cfg: Config, ctx, data: ImageData) -> dict:
     """Relative error of the one-Jacobian linear fit at init, BN in eval mode, per model/depth.
     The PReLU(a = 1) LL variant is always checked too (no training needed)."""
@@ -157,47 +141,13 @@ def _linearity(cfg: Config, ctx, data: ImageData) -> dict:
 
 
 # ---- training -----------------------------------------------------------------------------------
-class Plateau:
-    """Plateau schedule after Balduzzi et al. §6's auto-scheduler: every measurement is the mean
-    training loss since the last one; when the relative decrease over the last `window`
-    measurements stays below `threshold` for `patience` measurements in a row, lr *= factor.
-    State is plain numbers (checkpointable)."""
-
-    def __init__(self, cfg: Config) -> None:
-        self.window, self.patience = cfg.plateau_window, cfg.plateau_patience
-        self.threshold, self.factor = cfg.plateau_threshold, cfg.plateau_factor
-        self.history: list[float] = []
-        self.bad = 0
-        self.drops = 0
-
-    def step(self, loss: float, opt: torch.optim.Optimizer) -> None:
-        self.history.append(loss)
-        if len(self.history) <= self.window:
-            return
-        old = self.history[-1 - self.window]
-        rate = (old - loss) / max(abs(old), 1e-12)
-        self.bad = self.bad + 1 if rate < self.threshold else 0
-        if self.bad >= self.patience:
-            for group in opt.param_groups:
-                group["lr"] *= self.factor
-            self.bad = 0
-            self.drops += 1
-            self.history = self.history[-1:]
-
-    def state(self) -> dict:
-        return {"history": list(self.history), "bad": self.bad, "drops": self.drops}
-
-    def load(self, s: dict) -> None:
-        self.history, self.bad, self.drops = list(s["history"]), int(s["bad"]), int(s["drops"])
-
-
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 500) -> float:
+    """Test accuracy in eval mode (BN running statistics), forward in chunks of `chunk`."""
     model.eval()
-    correct = sum(int((model(x[i:i + chunk]).argmax(1) == y[i:i + chunk]).sum())
-                  for i in range(0, len(y), chunk))
+    logits = torch.cat([model(x[i:i + chunk]) for i in range(0, len(y), chunk)])
     model.train()
-    return correct / len(y)
+    return float(class_accuracy(logits, y))
 
 
 def augmentation(cfg: Config, data: ImageData) -> tuple[int, bool]:
@@ -207,37 +157,28 @@ def augmentation(cfg: Config, data: ImageData) -> tuple[int, bool]:
     return shift, flip
 
 
-def train_one(cfg: Config, ctx, data: ImageData, name: str, depth: int, seed: int,
-              advance=None) -> dict:
-    """Train one model; returns final test accuracy, per-epoch curves and learning-rate drops."""
+def train_one(cfg: Config, ctx, data: ImageData, name: str, depth: int, seed: int) -> dict:
+    """Train one model through training/fit.py, one chunk = one epoch (so checkpoints fall on
+    epoch boundaries); returns final test accuracy, per-epoch curves and learning-rate drops."""
     model = build_model(name, depth, data.shape, data.classes, cfg.widths,
                         generator=ctx.generator("init", name, depth, seed, device="cpu"))
     model = model.to(ctx.device).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = Plateau(cfg)
+    sched = Plateau(cfg.plateau_window, cfg.plateau_patience, cfg.plateau_threshold,
+                    cfg.plateau_factor)
     g_order = ctx.generator("order", name, depth, seed, device="cpu")
     g_aug = ctx.generator("augment", name, depth, seed)
     shift, flip = augmentation(cfg, data)
     n = len(data.train_y)
     steps = n // cfg.batch  # drop the last partial batch
     per = max(1, steps // cfg.plateau_per_epoch)
-    ckpt = f"train_{name}_{depth}_{seed}"
-    curves = {"train_loss": [], "test_acc": [], "lr": []}
-    start = 0
-    state = ctx.load_checkpoint(ckpt)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load(state["sched"])
-        g_order.set_state(state["g_order"])
-        g_aug.set_state(state["g_aug"].to(g_aug.get_state().device))
-        curves, start = state["curves"], int(state["epoch"])
-    diverged = False
-    for epoch in range(start, cfg.epochs):
+
+    def epoch(done: int, k: int) -> float:
+        """One epoch (k = steps minibatches); the plateau schedule sees `per`-step loss means."""
         order = torch.randperm(n, generator=g_order).to(ctx.device)
-        running, count, total, total_n = 0.0, 0, 0.0, 0
-        for k in range(steps):
-            idx = order[k * cfg.batch:(k + 1) * cfg.batch]
+        running, count, total = 0.0, 0, 0.0
+        for j in range(k):
+            idx = order[j * cfg.batch:(j + 1) * cfg.batch]
             xb = augment(data.train_x[idx], g_aug, shift=shift, flip=flip)
             loss = F.cross_entropy(model(xb), data.train_y[idx])
             opt.zero_grad(set_to_none=True)
@@ -245,31 +186,30 @@ def train_one(cfg: Config, ctx, data: ImageData, name: str, depth: int, seed: in
             opt.step()
             lv = loss.detach().item()
             if not math.isfinite(lv):
-                diverged = True
-                break
-            running, count = running + lv, count + 1
-            total, total_n = total + lv, total_n + 1
-            if count == per or k == steps - 1:
+                return lv  # fit records the divergence and stops
+            running, count, total = running + lv, count + 1, total + lv
+            if count == per or j == k - 1:
                 sched.step(running / count, opt)
                 running, count = 0.0, 0
-        if diverged:
-            break
-        acc = accuracy(model, data.test_x, data.test_y)
-        curves["train_loss"].append(total / max(total_n, 1))
-        curves["test_acc"].append(acc)
-        curves["lr"].append(opt.param_groups[0]["lr"])
-        ctx.log("train", epoch + 1, model=name, depth=depth, seed=seed,
-                train_loss=curves["train_loss"][-1], test_acc=acc, lr=curves["lr"][-1])
-        if advance is not None:
-            advance(1)
-        if ctx.checkpoint_due() and epoch + 1 < cfg.epochs:
-            ctx.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(),
-                                 "sched": sched.state(), "g_order": g_order.get_state(),
-                                 "g_aug": g_aug.get_state().cpu(), "curves": curves,
-                                 "epoch": epoch + 1}, ckpt)
-    final = float("nan") if diverged else accuracy(model, data.test_x, data.test_y)
+        return total
+
+    def evaluate(i: int) -> dict:
+        if i == 0:
+            return {}  # curves start after the first epoch
+        return {"test_acc": accuracy(model, data.test_x, data.test_y),
+                "lr": opt.param_groups[0]["lr"]}
+
+    res = fit(ctx, f"train_{name}_{depth}_{seed}", steps=cfg.epochs * steps, step=epoch,
+              eval_every=steps, chunked=True, evaluate=evaluate,
+              state={"model": model, "opt": opt, "sched": sched, "order": g_order,
+                     "augment": g_aug},
+              description=f"looks_linear {name} depth {depth} seed {seed}")
+    rows = res.history[1:-1] if res.diverged else res.history[1:]
+    curves = {"train_loss": [r["train_loss"] for r in rows],
+              "test_acc": [r["test_acc"] for r in rows], "lr": [r["lr"] for r in rows]}
+    final = float("nan") if res.diverged else accuracy(model, data.test_x, data.test_y)
     return {"test_acc": final, "curves": curves, "lr_drops": sched.drops,
-            "diverged": diverged, "params": n_params(model)}
+            "diverged": res.diverged, "params": n_params(model)}
 
 
 def run(cfg: Config, ctx) -> dict:
@@ -277,11 +217,9 @@ def run(cfg: Config, ctx) -> dict:
     linear = ctx.stage("linearity", lambda: _linearity(cfg, ctx, data))
     runs: dict[str, dict] = {}
     todo = [(m, d, s) for d in cfg.depths for m in cfg.models for s in range(cfg.seeds)]
-    with ctx.progress(len(todo) * cfg.epochs, "looks_linear training (epochs)") as advance:
-        for m, d, s in todo:
-            key = f"{m}/{d}/{s}"
-            runs[key] = ctx.stage(key, lambda m=m, d=d, s=s: train_one(cfg, ctx, data, m, d, s,
-                                                                         advance))
+    for m, d, s in todo:  # one progress bar per model (fit's)
+        runs[f"{m}/{d}/{s}"] = ctx.stage(f"{m}/{d}/{s}",
+                                         lambda m=m, d=d, s=s: train_one(cfg, ctx, data, m, d, s))
     acc = {m: {str(d): [runs[f"{m}/{d}/{s}"]["test_acc"] for s in range(cfg.seeds)]
                for d in cfg.depths} for m in cfg.models}
     mean = {m: {d: _mean(v) for d, v in acc[m].items()} for m in cfg.models}
