@@ -294,7 +294,7 @@ def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
                 ax.set_ylabel("sample (k-means order)")
     fig.suptitle(f"|correlation| of per-sample input gradients over one minibatch "
                  f"({len(img)} of {cfg.batch_size} samples; each row in the k-means order of its "
-                 f"own depth-2 net) — {_data_label(res)} — Balduzzi et al. Fig. 5a–b", fontsize=9)
+                 f"own depth-2 net) — Balduzzi et al. Fig. 5a–b\n{_data_label(res)}", fontsize=9)
     paths.append(plots.save(fig, out_dir / "fig5_covariance.png"))
 
     # relative effective rank and mean/std vs depth (Fig. 5c–f)
@@ -323,7 +323,7 @@ def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
     axes[0, 1].set_title("signal vs noise within a minibatch")
     axes[0, 0].legend(loc="center left")
     axes[0, 1].legend(loc="lower left")
-    fig.suptitle(f"Gradient whitening vs depth — {_data_label(res)} (Balduzzi et al. Fig. 5c–f)\n"
+    fig.suptitle(f"Gradient whitening vs depth (Balduzzi et al. Fig. 5c–f)\n{_data_label(res)}\n"
                  "SPEC digits reference: FF rank 0.14 → 0.59 (d=10) → 0.50 (d=50), resnet "
                  "0.04 → 0.07; FF |mean|/std 0.10 → 0.049, resnet 0.13–0.15", fontsize=9)
     paths.append(plots.save(fig, out_dir / "fig5_rank_and_norm.png"))
