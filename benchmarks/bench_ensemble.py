@@ -20,7 +20,8 @@ import time
 
 import torch
 
-from gradprobe.tasks.parity import parity_labels, parity_net, sample_inputs, sample_secret
+from gradprobe.nets.parity import parity_net
+from gradprobe.tasks.parity import parity_labels, sample_inputs, sample_secret
 from gradprobe.training.ensemble import SGD, Ensemble
 from gradprobe.training.metrics import hinge
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from gradprobe.tasks.parity import parity_labels, parity_net, sample_inputs, sample_secret
+from gradprobe.nets.parity import parity_net
+from gradprobe.tasks.parity import parity_labels, sample_inputs, sample_secret
 from gradprobe.training.ensemble import SGD, Adam, Ensemble
 from gradprobe.training.metrics import hinge
 
