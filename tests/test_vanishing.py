@@ -28,18 +28,3 @@ def test_smoke_run(name, tmp_path):
     assert EXPECTED_FIGURES[name] <= files
     on_disk = json.loads((req.run_dir / "summary.json").read_text())
     assert on_disk["results"] == s["results"]
-
-
-def test_shattered_theory_smoke_values_are_sane(tmp_path):
-    s = execute(resolve("shattered_theory", "smoke", 0, {}, tmp_path, "cpu"), quiet=True)
-    ff = s["results"]["series"]["feedforward"]
-    assert 0.3 < ff["1"]["R"] < 0.7  # 2^−1 within Monte-Carlo noise at smoke scale
-
-
-def test_shattered_1d_overrides_and_determinism(tmp_path):
-    over = {"depths": [1, 3], "archs": ["feedforward"], "nets": 2, "width": 16, "grid": 32,
-            "max_lag": 8, "noise_draws": 2}
-    a = execute(resolve("shattered_1d", "smoke", 3, over, tmp_path / "a", "cpu"), quiet=True)
-    b = execute(resolve("shattered_1d", "smoke", 3, over, tmp_path / "b", "cpu"), quiet=True)
-    assert a["results"] == b["results"]
-    assert set(a["results"]["nets"]) == {"feedforward/1", "feedforward/3"}

@@ -8,12 +8,18 @@ iterations (the Hessian λWᵀW has condition number σ₁²/σ_n² ≈ 1.35·n�
 covariance C of the 3-windows), and the same convolution on whitened windows C^{-1/2}x reaches
 1% error within a few hundred iterations. A vanilla deep autoencoder does not help either.
 
-Our quick run (n = 100, 3 seeds trained together, the paper's iteration counts; ~75 CPU-s on
-a loaded 2-core machine): conv_cond first reaches error ≤ 1e-2 after 170–240 iterations
-(reference 145–230); after 50,000 iterations conv's best error is 0.41–0.42 and fc's 0.82–0.83
-(reference 0.41–0.42 and 0.83–0.85);
-σ₁²/σ_n² grows as n^3.90 (1.35e8 at n = 100) and cond(C) as n^2.9 (1.52e6 at n = 100 with the
-windows the padded conv sees, 1.55e6 over the n − 2 interior windows).
+Every variant trains through training.fit (the S seeds of a linear decoder as one stacked
+parameter with training.ensemble.Adam) and is drawn at Fig. 5's 500, 10,000 and 50,000
+iterations (its caption; the autoencoder reaches 10,000 at quick scale, 50,000 at paper scale).
+
+Our quick run (n = 100, 3 seeds, seed 0): conv_cond first reaches error ≤ 1e-2 after 165, 175,
+170 iterations (t interval of the mean [158, 182] ≤ 500; reference 145–230); after 50,000
+iterations conv's best error is 0.41 on every seed and fc's 0.82–0.83 (reference 0.41–0.42 and
+0.83–0.85): conditioning_wins holds. At lr 0.99 conv_cond rebounds after solving the problem
+(error 0.79, 1.6e-5, 0.077 at 50,000 iterations).
+σ₁²/σ_n² grows as n^3.90 (1.35e8 at n = 100) and cond(C) as n^2.95 (1.52e6 at n = 100 with the
+windows the padded conv sees, 1.55e6 over the n − 2 interior windows): condition_numbers_scale,
+an exact identity.
 Error metric: the mean over 1,000 validation curves of ‖p̂ − p‖/‖p‖ (the decoded curve's error
 ‖Wp̂ − f‖/‖f‖ is also recorded: it hides fc's failure).
 """
@@ -28,13 +34,14 @@ from typing import Literal
 import torch
 
 from gradprobe import plots
-from gradprobe.claims import finite
-from gradprobe.claims import legacy_claim as Claim
+from gradprobe.claims import Claim, Part, exact, judge, not_applicable, t_interval
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.nets.init import trunc_normal_fan_in_
+from gradprobe.nets.trunc_mlp import trunc_mlp
 from gradprobe.tasks import pwl as task
 from gradprobe.theory import conditioning as theory
+from gradprobe.training.ensemble import Adam
+from gradprobe.training.fit import fit
 
 Variant = Literal["fc", "conv", "conv_cond", "autoencoder"]
 LINEAR = ("fc", "conv", "conv_cond")
@@ -42,15 +49,18 @@ BETAS = (0.9, 0.999)  # Adam defaults (TensorFlow and torch), the paper's optimi
 ADAM_EPS = 1e-8
 EXAMPLES = 2  # validation curves drawn in the Fig. 5 panels
 CHUNK = 10  # training steps whose data are drawn at once (small enough to stay in cache)
+AE_HIDDEN = (500, 100, 6, 100, 100)  # encoder n→500→100→6, decoder 6→100→100→n (SPEC A7)
+AE_CODE_LAYER = 2  # the autoencoder's linear code layer (the 6 units)
 
 
 @dataclass(frozen=True)
 class Config(ExperimentConfig):
     n: int = 100  # curve length (paper §4: 100)
     variants: tuple[Variant, ...] = ("fc", "conv", "conv_cond", "autoencoder")  # SPEC A7
-    iterations: int = 50_000  # fc and conv Adam iterations (paper Fig. 5: 50,000)
-    cond_iterations: int = 500  # conv_cond iterations (paper's command line: 500)
-    ae_iterations: int = 10_000  # autoencoder iterations (SPEC A7: 10,000)
+    iterations: int = 50_000  # fc, conv and conv_cond Adam iterations (paper Fig. 5: 50,000)
+    cond_iterations: int = 500  # conv_cond must reach target_error by then (paper's command line)
+    ae_iterations: int = 10_000  # autoencoder iterations (SPEC A7: 10,000; paper scale 50,000)
+    panels: tuple[int, ...] = (500, 10_000, 50_000)  # Fig. 5's iteration counts (its caption)
     seeds: int = 3  # independent seeds of fc/conv/conv_cond, trained together
     ae_seeds: int = 1  # autoencoder seeds (figure only, no claim)
     ns: tuple[int, ...] = (10, 25, 50, 100, 200)  # sizes of the condition-number study (SPEC)
@@ -62,18 +72,18 @@ class Config(ExperimentConfig):
     ae_lr: float = 1e-3  # Adam step of the autoencoder (paper: 1e-3)
     val_curves: int = 1000  # validation curves per seed (SPEC A7)
     eval_every: int = 100  # iterations between evaluations of fc, conv, autoencoder
-    cond_eval_every: int = 5  # iterations between evaluations of conv_cond (SPEC A7)
+    cond_eval_every: int = 5  # conv_cond's evaluations up to cond_iterations (SPEC A7)
     target_error: float = 1e-2  # error conv_cond must reach (SPEC A7)
     stall_error: float = 0.1  # conv's best error must stay above this (SPEC A7)
 
     @classmethod
     def smoke(cls) -> Config:
         return cls(n=20, iterations=400, cond_iterations=100, ae_iterations=100, seeds=2,
-                   ns=(10, 20, 40), val_curves=100, eval_every=50)
+                   ns=(10, 20, 40), val_curves=100, eval_every=50, panels=(50, 100, 400))
 
     @classmethod
     def paper(cls) -> Config:
-        return cls(seeds=10, ae_seeds=3)
+        return cls(seeds=10, ae_seeds=3, ae_iterations=50_000)
 
     def validate(self) -> None:
         require(self.n >= 4, "n must be ≥ 4 (curve length)")
@@ -87,63 +97,70 @@ class Config(ExperimentConfig):
         require(len(set(self.ns)) == len(self.ns), "ns must be distinct")
         for k in ("fc_lr", "conv_lr", "cond_lr", "ae_lr", "target_error", "stall_error"):
             require(getattr(self, k) > 0, f"{k} must be > 0")
+        require(self.cond_iterations <= self.iterations
+                and self.cond_iterations % self.cond_eval_every == 0
+                and self.cond_iterations % self.eval_every == 0,
+                "cond_iterations must be ≤ iterations and a multiple of cond_eval_every and "
+                "of eval_every")
+        require(len(self.panels) > 0 and all(t >= 1 and t % self.eval_every == 0
+                                             for t in self.panels),
+                "panels: iteration counts ≥ 1, each a multiple of eval_every")
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """How one linear variant trains."""
+    """How one variant trains: phases of (last iteration, evaluation interval)."""
 
-    iterations: int
+    phases: tuple[tuple[int, int], ...]
     batch: int
     lr: float
-    every: int
     dtype: torch.dtype
-    snapshots: tuple[int, ...]
+    snapshots: tuple[int, ...]  # Fig. 5's panels that this variant reaches
 
-
-def _snapshots(total: int, fractions: tuple[float, ...]) -> tuple[int, ...]:
-    return tuple(sorted({max(1, round(total * f)) for f in fractions}))
+    @property
+    def iterations(self) -> int:
+        return self.phases[-1][0]
 
 
 def _plan(variant: str, cfg: Config) -> _Plan:
+    """Every variant is drawn at cfg.panels (Fig. 5's caption: 500, 10,000, 50,000); conv_cond
+    is evaluated every cond_eval_every up to cond_iterations (the claim), then every
+    eval_every."""
+    def make(total: int, batch: int, lr: float, dtype: torch.dtype,
+             phases: tuple[tuple[int, int], ...] | None = None) -> _Plan:
+        snaps = tuple(sorted(t for t in set(cfg.panels) if t <= total))
+        return _Plan(phases or ((total, cfg.eval_every),), batch, lr, dtype, snaps)
+
     if variant == "fc":
-        return _Plan(cfg.iterations, cfg.batch, cfg.fc_lr, cfg.eval_every, torch.float32,
-                     _snapshots(cfg.iterations, (0.01, 0.2, 1.0)))  # paper: 500, 10k, 50k
+        return make(cfg.iterations, cfg.batch, cfg.fc_lr, torch.float32)
     if variant == "conv":
-        return _Plan(cfg.iterations, cfg.batch, cfg.conv_lr, cfg.eval_every, torch.float64,
-                     _snapshots(cfg.iterations, (0.01, 0.2, 1.0)))
+        return make(cfg.iterations, cfg.batch, cfg.conv_lr, torch.float64)
     if variant == "conv_cond":
-        return _Plan(cfg.cond_iterations, cfg.cond_batch, cfg.cond_lr, cfg.cond_eval_every,
-                     torch.float64, _snapshots(cfg.cond_iterations, (0.1, 0.4, 1.0)))
-    return _Plan(cfg.ae_iterations, cfg.batch, cfg.ae_lr, cfg.eval_every, torch.float32,
-                 _snapshots(cfg.ae_iterations, (0.05, 0.5, 1.0)))
+        return make(cfg.iterations, cfg.cond_batch, cfg.cond_lr, torch.float64,
+                    ((cfg.cond_iterations, cfg.cond_eval_every),
+                     (cfg.iterations, cfg.eval_every)))
+    return make(cfg.ae_iterations, cfg.batch, cfg.ae_lr, torch.float32)
 
 
-class _Adam:
-    """Adam on a list of plain tensors, in place (lean: Python overhead dominates tiny steps)."""
-
-    def __init__(self, params: list[torch.Tensor], lr: float) -> None:
-        self.params, self.lr, self.t = params, lr, 0
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-
-    def step(self, grads: list[torch.Tensor]) -> None:
-        self.t += 1
-        b1, b2 = BETAS
-        bc1, bc2 = 1 - b1 ** self.t, 1 - b2 ** self.t
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v / bc2).sqrt_().add_(ADAM_EPS)
-            p.addcdiv_(m, denom, value=-self.lr / bc1)
-
-    def state(self) -> dict:
-        return {"t": self.t, "m": self.m, "v": self.v}
-
-    def load(self, state: dict) -> None:
-        self.t = int(state["t"])
-        for dst, src in zip(self.m + self.v, list(state["m"]) + list(state["v"])):
-            dst.copy_(src)
+def _fit_phases(ctx, name: str, plan: _Plan, step, evaluate, state: dict, description: str
+                ) -> tuple[list[dict], bool]:
+    """fit() once per phase of the plan (phase j > 0 resumes where j − 1 stopped, under its own
+    checkpoint name); returns the evaluation rows (global iteration in "step") and whether a
+    phase diverged."""
+    rows: list[dict] = []
+    start = 0
+    for j, (until, every) in enumerate(plan.phases):
+        if until <= start:
+            continue
+        res = fit(ctx, name if j == 0 else f"{name}@{start}", steps=until - start,
+                  step=lambda i, k, o=start: step(o + i, k), eval_every=every, chunked=True,
+                  evaluate=lambda at, o=start: evaluate(o + at) if at or o == 0 else {},
+                  state=state, description=description)
+        rows += [{**r, "step": r["step"] + start} for r in res.history if len(r) > 2]
+        if res.diverged:
+            return rows, True
+        start = until
+    return rows, False
 
 
 def _val_set(cfg: Config, ctx, seeds: int, dtype: torch.dtype) -> torch.Tensor:
@@ -154,22 +171,8 @@ def _val_set(cfg: Config, ctx, seeds: int, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _whitener(cfg: Config, device) -> torch.Tensor:
-    return theory.inverse_sqrt(theory.window_covariance(cfg.n)).to(device)
-
-
-def window_moments(p: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """2·mean over a batch's windows of x [xᵀ, p_i]: (..., B, n) → (..., 3, 4).
-
-    For the 3-tap filter w the gradient of the batch's mean squared error is
-    mom[..., :3] @ w − mom[..., 3]. Rows (f_{i−2}, f_{i−1}, f_i, p_i) are laid out contiguously
-    so that one batched product gives every step's moments.
-    """
-    lead, (b, n) = p.shape[:-2], p.shape[-2:]
-    fp = torch.nn.functional.pad(f, (2, 0))
-    rows = torch.stack([fp[..., :n], fp[..., 1:n + 1], fp[..., 2:], p], dim=-3)  # (..., 4, B, n)
-    rows = rows.reshape(-1, 4, b * n)
-    mom = (rows @ rows.transpose(1, 2)).mul_(2.0 / (b * n))
-    return mom[:, :3].reshape(*lead, 3, 4)
+    cov = theory.window_covariance(task.ramp_matrix(cfg.n), task.K_KINKS)
+    return theory.inverse_sqrt(cov).to(device)
 
 
 def _train_linear(variant: str, cfg: Config, ctx) -> dict:
@@ -179,6 +182,8 @@ def _train_linear(variant: str, cfg: Config, ctx) -> dict:
     gradient 2(Ĉ_b w − ĉ_b) only needs each batch's 3×3 window moments Ĉ_b = mean x xᵀ and
     ĉ_b = mean x p, computed for a whole chunk of steps by one batched product: the per-step
     loop is then a handful of tiny ops (the same update as the forward/backward pass).
+    Adam is training.ensemble.Adam on the stacked (S, ...) parameter: elementwise, so the
+    seeds stay independent.
     """
     plan, S, n, dev = _plan(variant, cfg), cfg.seeds, cfg.n, ctx.device
     p_val = _val_set(cfg, ctx, S, torch.float64).to(dev)
@@ -193,107 +198,78 @@ def _train_linear(variant: str, cfg: Config, ctx) -> dict:
 
     x_val = inputs(f_val.to(plan.dtype))
     shape = (S, n, n) if variant == "fc" else (S, 3)
-    param = torch.zeros(shape, dtype=plan.dtype, device=dev)  # paper: fc init 0
-    opt = _Adam([param], plan.lr)
+    params = {"w": torch.zeros(shape, dtype=plan.dtype, device=dev)}  # paper: fc init 0
+    opt = Adam(plan.lr, betas=BETAS, eps=ADAM_EPS)
     gens = [ctx.generator("train", variant, s) for s in range(S)]
-    hist: dict = {"step": [], "error": [], "decoded_error": []}
-    snaps: dict = {}
-    step = 0
-    state = ctx.load_checkpoint(variant)
-    if state is not None:
-        param.copy_(state["param"])
-        opt.load(state["opt"])
-        for g, gs in zip(gens, state["gens"]):
-            g.set_state(gs)
-        hist, snaps, step = state["hist"], state["snaps"], int(state["step"])
 
     def predict(x: torch.Tensor) -> torch.Tensor:  # (S, B, n[,3]) → p̂ (S, B, n)
         if variant == "fc":
-            return torch.bmm(x, param.transpose(1, 2))
-        return (x @ param[:, None, :, None]).squeeze(-1)
+            return torch.bmm(x, params["w"].transpose(1, 2))
+        return (x @ params["w"][:, None, :, None]).squeeze(-1)
 
-    def evaluate(at: int) -> None:
+    def evaluate(at: int) -> dict:
         with torch.no_grad():
             p_hat = predict(x_val).to(torch.float64)
             err = task.relative_error(p_hat, p_val)  # (S,)
             dec = task.relative_error(task.curves(p_hat), f_val)
-        hist["step"].append(at)
-        hist["error"].append(err.tolist())
-        hist["decoded_error"].append(dec.tolist())
-        ctx.log(variant, at, error=err.tolist(), decoded_error=dec.tolist())
+        row = {"error": err.tolist(), "decoded_error": dec.tolist()}
         if at in plan.snapshots:
-            snaps[str(at)] = p_hat[0, :EXAMPLES].tolist()
+            row["snapshot"] = p_hat[0, :EXAMPLES].tolist()
+        return row
 
-    if step == 0:
-        evaluate(0)
-    with ctx.progress(plan.iterations - step, f"pwl {variant}") as advance:
-        while step < plan.iterations:
-            m = min(CHUNK, plan.iterations - step)
-            # (S, m, B, n) fresh curves for the next m steps, one stream per seed
-            p = torch.stack([task.sample_p(m * plan.batch, n, g, dtype=plan.dtype)
-                             for g in gens]).view(S, m, plan.batch, n)
-            f = task.curves(p)
-            if variant == "fc":
-                x = f
-                scale = 2.0 / (plan.batch * n)  # d/dM of the mean squared error
-                for j in range(m):
-                    xj = x[:, j]
-                    e = torch.baddbmm(p[:, j], xj, param.transpose(1, 2), beta=-1)  # p̂ − p
-                    opt.step([torch.bmm(e.transpose(1, 2), xj).mul_(scale)])
-                    step += 1
-                    if step % plan.every == 0 or step in plan.snapshots:
-                        evaluate(step)
-            else:
-                mom = window_moments(p, f)  # (S, m, 3, 4)
-                if whiten is not None:  # moments of the whitened windows C^{-1/2} x
-                    mom = torch.cat([whiten @ mom[..., :3] @ whiten,
-                                     whiten @ mom[..., 3:]], dim=-1)
-                c_b, c_p = mom[..., :3], mom[..., 3]  # 2·mean x xᵀ, 2·mean x p: (S, m, 3[, 3])
-                for j in range(m):
-                    grad = (c_b[:, j] @ param.unsqueeze(-1)).squeeze(-1) - c_p[:, j]
-                    opt.step([grad])
-                    step += 1
-                    if step % plan.every == 0 or step in plan.snapshots:
-                        evaluate(step)
-            advance(m)
-            if ctx.checkpoint_due() and step < plan.iterations:
-                ctx.save_checkpoint({"param": param, "opt": opt.state(), "step": step,
-                                     "gens": [g.get_state() for g in gens], "hist": hist,
-                                     "snaps": snaps}, variant)
-    out = _summarise(variant, hist, snaps, cfg, plan)
-    out["diverged"] = not finite(*[v for row in hist["error"] for v in row])
+    def chunk(m: int) -> None:
+        """m steps whose (S, m, B, n) fresh curves are drawn at once, one stream per seed."""
+        p = torch.stack([task.sample_p(m * plan.batch, n, g, dtype=plan.dtype)
+                         for g in gens]).view(S, m, plan.batch, n)
+        f = task.curves(p)
+        w = params["w"]
+        if variant == "fc":
+            scale = 2.0 / (plan.batch * n)  # d/dM of the mean squared error
+            for j in range(m):
+                xj = f[:, j]
+                e = torch.baddbmm(p[:, j], xj, w.transpose(1, 2), beta=-1)  # p̂ − p
+                opt.update(params, {"w": torch.bmm(e.transpose(1, 2), xj).mul_(scale)})
+            return
+        mom = task.window_moments(p, f)  # (S, m, 3, 4)
+        if whiten is not None:  # moments of the whitened windows C^{-1/2} x
+            mom = torch.cat([whiten @ mom[..., :3] @ whiten, whiten @ mom[..., 3:]], dim=-1)
+        c_b, c_p = mom[..., :3], mom[..., 3]  # 2·mean x xᵀ, 2·mean x p: (S, m, 3[, 3])
+        for j in range(m):
+            opt.update(params, {"w": (c_b[:, j] @ w.unsqueeze(-1)).squeeze(-1) - c_p[:, j]})
+
+    def step(i: int, k: int) -> None:  # steps i+1 … i+k, data drawn CHUNK steps at a time
+        while k > 0:
+            m = min(CHUNK, k)
+            chunk(m)
+            k -= m
+
+    rows, diverged = _fit_phases(ctx, variant, plan, step, evaluate, description=f"pwl {variant}",
+                                 state={"params": params, "opt": opt, "data": gens})
+    out = _summarise(rows, cfg, plan)
+    out["diverged"] = diverged
     return out
 
 
-def _summarise(variant: str, hist: dict, snaps: dict, cfg: Config, plan: _Plan) -> dict:
-    err = torch.tensor(hist["error"], dtype=torch.float64)  # (evals, S)
+def _summarise(rows: list[dict], cfg: Config, plan: _Plan) -> dict:
+    steps = [r["step"] for r in rows]
+    err = torch.tensor([r["error"] for r in rows], dtype=torch.float64)  # (evals, S)
+    dec = [r["decoded_error"] for r in rows]
     best = torch.cummin(torch.nan_to_num(err, nan=math.inf), dim=0).values
     out = {
-        "steps": hist["step"], "error": hist["error"], "decoded_error": hist["decoded_error"],
+        "steps": steps, "error": err.tolist(), "decoded_error": dec,
         "best_error": best[-1].tolist(), "final_error": err[-1].tolist(),
-        "final_decoded_error": hist["decoded_error"][-1], "snapshots": snaps,
+        "final_decoded_error": dec[-1],
+        "snapshots": {str(r["step"]): r["snapshot"] for r in rows if "snapshot" in r},
         "iterations": plan.iterations, "lr": plan.lr, "batch": plan.batch,
     }
     hit = []
     for s in range(err.shape[1]):
         idx = (err[:, s] <= cfg.target_error).nonzero()
-        hit.append(int(hist["step"][int(idx[0])]) if len(idx) else None)
+        hit.append(int(steps[int(idx[0])]) if len(idx) else None)
     out["first_hit"] = hit
+    early = [i for i, t in enumerate(steps) if t <= cfg.cond_iterations]
+    out["best_error_by_cond_iterations"] = best[early[-1]].tolist()
     return out
-
-
-def _build_autoencoder(n: int, g: torch.Generator) -> torch.nn.Sequential:
-    """Encoder n→500→100→6, decoder 6→100→100→n, ReLU (SPEC A7), truncated-normal fan-in init."""
-    sizes = [n, 500, 100, 6, 100, 100, n]
-    layers: list[torch.nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        lin = torch.nn.Linear(a, b)
-        trunc_normal_fan_in_(lin.weight, g)
-        torch.nn.init.zeros_(lin.bias)
-        layers.append(lin)
-        if i not in (2, len(sizes) - 2):  # linear code layer and linear output
-            layers.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*layers)
 
 
 def _train_autoencoder(cfg: Config, ctx) -> dict:
@@ -303,74 +279,59 @@ def _train_autoencoder(cfg: Config, ctx) -> dict:
     for s in range(cfg.ae_seeds):
         p_val = _val_set(cfg, ctx, s + 1, torch.float32)[s].to(dev)
         f_val = task.curves(p_val)
-        model = _build_autoencoder(n, ctx.generator("ae_init", s, device="cpu")).to(dev)
+        model = trunc_mlp((n, *AE_HIDDEN, n), ctx.generator("ae_init", s, device="cpu"),
+                          linear_layers=(AE_CODE_LAYER,)).to(dev)
         opt = torch.optim.Adam(model.parameters(), lr=plan.lr, betas=BETAS, eps=ADAM_EPS)
         g = ctx.generator("train", "autoencoder", s)
-        hist: dict = {"step": [], "decoded_error": []}
-        snaps: dict = {}
-        step = 0
-        state = ctx.load_checkpoint(f"autoencoder{s}")
-        if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["opt"])
-            g.set_state(state["gen"])
-            hist, snaps, step = state["hist"], state["snaps"], int(state["step"])
 
-        def evaluate(at: int, model=model, f_val=f_val, hist=hist, snaps=snaps, s=s) -> None:
+        def evaluate(at: int, model=model, f_val=f_val) -> dict:
             with torch.no_grad():
                 f_hat = model(f_val)
-                dec = float(task.relative_error(f_hat, f_val))
-            hist["step"].append(at)
-            hist["decoded_error"].append(dec)
-            ctx.log("autoencoder", at, seed=s, decoded_error=dec)
+                row = {"decoded_error": float(task.relative_error(f_hat, f_val))}
             if at in plan.snapshots:
-                snaps[str(at)] = f_hat[:EXAMPLES].tolist()
+                row["snapshot"] = f_hat[:EXAMPLES].tolist()
+            return row
 
-        if step == 0:
-            evaluate(0)
-        with ctx.progress(plan.iterations - step, f"pwl autoencoder seed {s}") as advance:
-            while step < plan.iterations:
-                m = min(plan.every, plan.iterations - step)
-                p = task.sample_p(m * plan.batch, n, g).view(m, plan.batch, n)
-                f = task.curves(p)
-                for j in range(m):
-                    loss = torch.nn.functional.mse_loss(model(f[j]), f[j])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    step += 1
-                    if step % plan.every == 0 or step in plan.snapshots:
-                        evaluate(step)
-                advance(m)
-                if ctx.checkpoint_due() and step < plan.iterations:
-                    ctx.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(),
-                                         "gen": g.get_state(), "step": step, "hist": hist,
-                                         "snaps": snaps}, f"autoencoder{s}")
-        runs.append({"steps": hist["step"], "decoded_error": hist["decoded_error"],
-                     "snapshots": snaps})
+        def step(i: int, k: int, model=model, opt=opt, g=g) -> None:  # k ≤ every steps' data
+            f = task.curves(task.sample_p(k * plan.batch, n, g).view(k, plan.batch, n))
+            for j in range(k):
+                loss = torch.nn.functional.mse_loss(model(f[j]), f[j])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+        rows, _ = _fit_phases(ctx, f"autoencoder{s}", plan, step, evaluate,
+                              description=f"pwl autoencoder seed {s}",
+                              state={"model": model, "opt": opt, "data": g})
+        runs.append(rows)
+    rows = runs[0]
     return {
-        "steps": runs[0]["steps"],
-        "decoded_error": [[r["decoded_error"][i] for r in runs]
-                          for i in range(len(runs[0]["steps"]))],
-        "final_decoded_error": [r["decoded_error"][-1] for r in runs],
-        "snapshots": runs[0]["snapshots"], "iterations": plan.iterations, "lr": plan.lr,
-        "batch": plan.batch,
+        "steps": [r["step"] for r in rows],
+        "decoded_error": [[h[i]["decoded_error"] for h in runs] for i in range(len(rows))],
+        "final_decoded_error": [h[-1]["decoded_error"] for h in runs],
+        "snapshots": {str(r["step"]): r["snapshot"] for r in rows if "snapshot" in r},
+        "iterations": plan.iterations, "lr": plan.lr, "batch": plan.batch,
     }
+
+
+def _cond_c(n: int, padded: bool = True) -> float:
+    return theory.condition_number(
+        theory.window_covariance(task.ramp_matrix(n), task.K_KINKS, padded=padded))
 
 
 def _condition_study(cfg: Config) -> dict:
     ns = list(cfg.ns)
-    ratio = [theory.ramp_condition(m) for m in ns]
-    cond_c = [theory.condition_number(theory.window_covariance(m)) for m in ns]
-    cond_valid = [theory.condition_number(theory.window_covariance(m, padded=False)) for m in ns]
-    white = theory.inverse_sqrt(theory.window_covariance(cfg.n))
-    whitened = white @ theory.window_covariance(cfg.n) @ white
+    ratio = [theory.squared_condition(task.ramp_matrix(m)) for m in ns]
+    cond_c = [_cond_c(m) for m in ns]
+    cond_valid = [_cond_c(m, padded=False) for m in ns]
+    cov = theory.window_covariance(task.ramp_matrix(cfg.n), task.K_KINKS)
+    white = theory.inverse_sqrt(cov)
     return {
         "ns": ns, "sigma_ratio": ratio, "cond_C": cond_c, "cond_C_interior": cond_valid,
         "sigma_ratio_exponent": theory.fitted_exponent(ns, ratio),
         "cond_C_exponent": theory.fitted_exponent(ns, cond_c),
         "cond_C_interior_exponent": theory.fitted_exponent(ns, cond_valid),
-        "cond_whitened": theory.condition_number(whitened),
+        "cond_whitened": theory.condition_number(white @ cov @ white),
         "sigma_ratio_over_n4": [r / m ** 4 for r, m in zip(ratio, ns)],
     }
 
@@ -378,20 +339,20 @@ def _condition_study(cfg: Config) -> dict:
 def _theory_curves(cfg: Config, results: dict) -> dict:
     """Lemma 2's expected-iterate error (GD/SGD at step 1/L) beside each measured curve, and
     Theorem 3's iteration bound for reaching target_error."""
+    w, k = task.ramp_matrix(cfg.n), task.K_KINKS
     out: dict = {}
     for v in LINEAR:
         if v not in results:
             continue
         steps = results[v]["steps"]
         if v == "fc":
-            curve = theory.fc_expected_error(cfg.n, steps)
+            curve = theory.fc_expected_error(w, steps, k)
         else:
-            curve = theory.conv_expected_error(cfg.n, steps, whiten=v == "conv_cond")
+            curve = theory.conv_expected_error(w, steps, k, whiten=v == "conv_cond")
         out[v] = {"steps": steps, "expected_error": curve}
     out["theorem3_iterations"] = {
-        "fc": theory.theorem3_iterations(theory.ramp_condition(cfg.n), cfg.target_error),
-        "conv": theory.theorem3_iterations(
-            theory.condition_number(theory.window_covariance(cfg.n)), cfg.target_error),
+        "fc": theory.theorem3_iterations(theory.squared_condition(w), cfg.target_error),
+        "conv": theory.theorem3_iterations(_cond_c(cfg.n), cfg.target_error),
         "conv_cond": theory.theorem3_iterations(1.0, cfg.target_error),
     }
     return out
@@ -412,43 +373,67 @@ def run(cfg: Config, ctx) -> dict:
     return res
 
 
+def _log10(values: list[float | None]) -> list[float]:
+    return [math.log10(v) if v is not None and v > 0 else math.nan for v in values]
+
+
 def claims(res: dict, cfg: Config) -> list[Claim]:
-    out = []
-    have = all(v in res for v in LINEAR)
-    if have:
-        hits = res["conv_cond"]["first_hit"]
-        conv_best, fc_best = res["conv"]["best_error"], res["fc"]["best_error"]
-        measured = {"conv_cond_first_hit": hits, "conv_best": conv_best, "fc_best": fc_best}
-        diverged = [v for v in LINEAR if res[v].get("diverged")]
-        measured["diverged"] = diverged
-        ok = (not diverged and all(h is not None and h <= cfg.cond_iterations for h in hits)
-              and finite(*conv_best, *fc_best)
-              and all(c >= cfg.stall_error for c in conv_best)
-              and all(f >= c for f, c in zip(fc_best, conv_best)))
-    else:
-        measured, ok = {"missing": [v for v in LINEAR if v not in res]}, False
-    out.append(Claim(
-        "conditioning_wins",
-        "the whitened conv reaches 1% error within a few hundred iterations; conv and fc do not "
-        f"get below {cfg.stall_error:g} in {cfg.iterations} iterations, fc worst",
-        f"conv_cond first error ≤ {cfg.target_error:g} by iteration {cfg.cond_iterations} "
-        f"(every seed, evaluated every {cfg.cond_eval_every}); at {cfg.iterations} iterations "
-        f"conv best-so-far ≥ {cfg.stall_error:g} and fc best-so-far ≥ conv's (every seed)",
-        measured, bool(ok),
-        "conv_cond 1e-2 in 145–230 its; conv 0.41–0.42 and fc 0.83–0.85 after 50k"))
+    return [_conditioning_wins(res, cfg), _condition_numbers_scale(res)]
+
+
+def _conditioning_wins(res: dict, cfg: Config) -> Claim:
+    """Three parts, Student t across the seeds: conv_cond's first iteration with error
+    ≤ target_error is ≤ cond_iterations (SPEC A7's statement; a seed that never gets there
+    counts as one evaluation past the last iteration run, a lower bound); log10 of conv's best
+    error after `iterations` ≥ log10(stall_error); log10(fc best / conv best) ≥ 0."""
+    statement = ("the whitened conv reaches 1% error within a few hundred iterations; conv and "
+                 f"fc do not get below {cfg.stall_error:g} in {cfg.iterations} iterations, fc "
+                 "worst")
+    expected = (f"over {cfg.seeds} seeds (Student t): the first iteration at which conv_cond's "
+                f"error ≤ {cfg.target_error:g} (evaluated every {cfg.cond_eval_every}) is "
+                f"≤ {cfg.cond_iterations}; at {cfg.iterations} iterations log10 of conv's "
+                f"best-so-far ≥ log10 {cfg.stall_error:g} and log10(fc best / conv best) ≥ 0")
+    paper = "conv_cond 1e-2 in 145–230 its; conv 0.41–0.42 and fc 0.83–0.85 after 50k"
+    missing = [v for v in LINEAR if v not in res]
+    if missing:
+        return not_applicable("conditioning_wins", statement,
+                              "needs variants " + ", ".join(missing), paper, "empirical")
+    cc = res["conv_cond"]
+    never = cc["iterations"] + cfg.cond_eval_every  # lower bound for a seed that never hit
+    hits = [float(h) if h is not None else float(never) for h in cc["first_hit"]]
+    conv_best, fc_best = res["conv"]["best_error"], res["fc"]["best_error"]
+    lc, lf = _log10(conv_best), _log10(fc_best)
+    parts = [
+        Part(f"conv_cond first iteration with error ≤ {cfg.target_error:g}", t_interval(hits),
+             "<=", float(cfg.cond_iterations)),
+        Part(f"log10 conv best error at {cfg.iterations}", t_interval(lc), ">=",
+             math.log10(cfg.stall_error)),
+        Part("log10(fc best / conv best)", t_interval([f - c for f, c in zip(lf, lc)]), ">=",
+             0.0),
+    ]
+    measured = {"conv_cond_first_hit": cc["first_hit"],
+                "conv_cond_best_by_cond_iterations": cc["best_error_by_cond_iterations"],
+                "conv_cond_final_error": cc["final_error"],
+                "conv_best": conv_best, "fc_best": fc_best,
+                "diverged": [v for v in LINEAR if res[v].get("diverged")]}
+    return judge("conditioning_wins", statement, expected, paper, "empirical", parts, measured)
+
+
+def _condition_numbers_scale(res: dict) -> Claim:
+    """Deterministic (float64 SVD / eigenvalues of exact matrices): kind identity, exact."""
     c = res["conditioning"]
     e_w, e_c = c["sigma_ratio_exponent"], c["cond_C_exponent"]
-    out.append(Claim(
+    parts = [Part("exponent of σ₁²/σ_n²", exact(e_w), "in", (3.5, 4.5)),
+             Part("exponent of cond(C)", exact(e_c), "in", (2.5, 3.5))]
+    return judge(
         "condition_numbers_scale",
         "σ₁(W)²/σ_n(W)² grows like n⁴ and cond(C) of the 3-windows like n³",
         "fitted exponent of σ₁²/σ_n² in [3.5, 4.5] and of cond(C) in [2.5, 3.5] over n ∈ "
-        + ", ".join(str(m) for m in c["ns"]),
+        + ", ".join(str(m) for m in c["ns"]) + " (exact matrices: no interval)",
+        "exponents 3.90 and 2.89; 1.35e8 and 1.55e6 at n = 100", "identity", parts,
         {"sigma_ratio_exponent": e_w, "cond_C_exponent": e_c,
          **{f"sigma_ratio[{m}]": r for m, r in zip(c["ns"], c["sigma_ratio"])},
-         **{f"cond_C[{m}]": r for m, r in zip(c["ns"], c["cond_C"])}},
-        bool(finite(e_w, e_c) and 3.5 <= e_w <= 4.5 and 2.5 <= e_c <= 3.5),
-        "exponents 3.90 and 2.89; 1.35e8 and 1.55e6 at n = 100"))
-    return out
+         **{f"cond_C[{m}]": r for m, r in zip(c["ns"], c["cond_C"])}})
 
 
 def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
@@ -465,22 +450,24 @@ def _plot_panels(res: dict, cfg: Config, out_dir: Path) -> Path:
     """Paper Fig. 5: decoded curves (red) against the originals (blue) at three iteration counts."""
     variants = [v for v in ("fc", "conv", "conv_cond", "autoencoder") if v in res]
     f_true = torch.tensor(res["examples"]["f"], dtype=torch.float64)
-    fig, axes = plots.figure(len(variants), 3, width=3.4, height=2.4)
+    fig, axes = plots.figure(len(variants), len(cfg.panels), width=3.4, height=2.4)
     for r, v in enumerate(variants):
         snaps = res[v]["snapshots"]
-        keys = sorted(snaps, key=int)[-3:]
-        for c in range(3):
+        for c, at in enumerate(cfg.panels):
             ax = axes[r, c]
-            if c >= len(keys):
-                ax.axis("off")
+            if str(at) not in snaps:
+                ax.text(0.5, 0.5, f"{_TITLES[v]}:\nnot trained to {at:,} its\nat this scale",
+                        ha="center", va="center", fontsize=8, transform=ax.transAxes)
+                ax.set_xticks([])
+                ax.set_yticks([])
                 continue
-            est = torch.tensor(snaps[keys[c]], dtype=torch.float64)
+            est = torch.tensor(snaps[str(at)], dtype=torch.float64)
             decoded = est if v == "autoencoder" else task.curves(est)
             for i in range(f_true.shape[0]):
                 ax.plot(f_true[i], color="tab:blue", lw=1.2, label="original" if i == 0 else None)
                 ax.plot(decoded[i], color="tab:red", lw=1.0, ls="--",
                         label="decoded" if i == 0 else None)
-            ax.set_title(f"{_TITLES[v]}: {int(keys[c]):,} its", fontsize=8.5)
+            ax.set_title(f"{_TITLES[v]}: {at:,} its", fontsize=8.5)
             ax.set_xlabel("position i")
             ax.set_ylabel("f(i)")
             if r == 0 and c == 0:

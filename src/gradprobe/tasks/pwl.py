@@ -80,3 +80,18 @@ def conv3(f: torch.Tensor, filt: torch.Tensor) -> torch.Tensor:
 def relative_error(est: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """Mean over curves of ‖est − true‖ / ‖true‖ (last dim is the curve; reduces the batch dim)."""
     return ((est - true).norm(dim=-1) / true.norm(dim=-1)).mean(dim=-1)
+
+
+def window_moments(p: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """2·mean over a batch's windows of x [xᵀ, p_i]: (..., B, n) → (..., 3, 4).
+
+    For a 3-tap filter w the gradient of the batch's mean squared error ‖conv3(f, w) − p‖² is
+    mom[..., :3] @ w − mom[..., 3]. Rows (f_{i−2}, f_{i−1}, f_i, p_i) are laid out contiguously
+    so that one batched product gives the moments of every leading index (e.g. seed × step).
+    """
+    lead, (b, n) = p.shape[:-2], p.shape[-2:]
+    fp = torch.nn.functional.pad(f, (2, 0))
+    rows = torch.stack([fp[..., :n], fp[..., 1:n + 1], fp[..., 2:], p], dim=-3)  # (..., 4, B, n)
+    rows = rows.reshape(-1, 4, b * n)
+    mom = (rows @ rows.transpose(1, 2)).mul_(2.0 / (b * n))
+    return mom[:, :3].reshape(*lead, 3, 4)

@@ -1,8 +1,9 @@
 """Conditioning of the piecewise-linear encoding problem (Shalev-Shwartz et al. 2017, ext. §4).
 
-Pure math on numbers (float64). Notation: f = W p with E[p pᵀ] = λ I, λ = E[a²]·k/n = k/(3n)
-for k kinks with amplitudes U[−1, 1] (amplitudes are independent and zero-mean, so the
-off-diagonal terms vanish).
+Pure math on numbers (float64); imports nothing from gradprobe: the caller passes the encoding
+matrix W (`tasks.pwl.ramp_matrix(n)`) and the number of kinks k.
+Notation: f = W p with E[p pᵀ] = λ I, λ = E[a²]·k/n = k/(3n) for k kinks with amplitudes
+U[−1, 1] (amplitudes are independent and zero-mean, so the off-diagonal terms vanish).
 
 fc (a linear map M, p̂ = M f): F(M) = ½ E‖M f − p‖², whose Hessian is λ WᵀW (per row of M).
   Lemma 2 (expected SGD iterate): from M₀ = 0 with step η,
@@ -24,33 +25,32 @@ from collections.abc import Sequence
 
 import torch
 
-from gradprobe.tasks.pwl import K_KINKS, ramp_matrix
 
-
-def p_variance(n: int, k: int = K_KINKS) -> float:
+def p_variance(n: int, k: int) -> float:
     """λ with E[p pᵀ] = λ I: each entry is non-zero with probability k/n, E[a²] = 1/3."""
     return k / (3.0 * n)
 
 
-def ramp_singular_values(n: int) -> torch.Tensor:
-    """Singular values of W (descending), float64."""
-    return torch.linalg.svdvals(ramp_matrix(n))
+def singular_values(w: torch.Tensor) -> torch.Tensor:
+    """Singular values of W (n, n), descending, float64."""
+    return torch.linalg.svdvals(w.to(torch.float64))
 
 
-def ramp_condition(n: int) -> float:
+def squared_condition(w: torch.Tensor) -> float:
     """σ₁(W)²/σ_n(W)², the condition number of the fc problem's Hessian λ WᵀW."""
-    s = ramp_singular_values(n)
+    s = singular_values(w)
     return float((s[0] / s[-1]) ** 2)
 
 
-def window_covariance(n: int, k: int = K_KINKS, padded: bool = True) -> torch.Tensor:
+def window_covariance(w: torch.Tensor, k: int, padded: bool = True) -> torch.Tensor:
     """C = mean over positions of E[x_i x_iᵀ] (3×3, float64), exact under the curve distribution.
 
     padded=True averages over the n windows the left-padded conv sees (zeros before f_0);
     padded=False over the n − 2 windows inside the curve (the convention of SPEC's reference
     numbers, e.g. cond(C) = 1.55e6 at n = 100).
     """
-    w = ramp_matrix(n)
+    n = w.shape[-1]
+    w = w.to(torch.float64)
     sigma_f = p_variance(n, k) * (w @ w.T)  # E[f fᵀ]
     if padded:
         sigma = torch.zeros(n + 2, n + 2, dtype=torch.float64)
@@ -100,21 +100,23 @@ def lemma2_expected_error(sq_sing: torch.Tensor, steps: Sequence[int], step_size
     return out
 
 
-def fc_expected_error(n: int, steps: Sequence[int], k: int = K_KINKS) -> list[float]:
+def fc_expected_error(w: torch.Tensor, steps: Sequence[int], k: int) -> list[float]:
     """Lemma 2 for the fc map at the largest monotone step η = 1/(λσ₁²), from M₀ = 0."""
-    s2 = ramp_singular_values(n) ** 2
-    lam = p_variance(n, k)
+    s2 = singular_values(w) ** 2
+    lam = p_variance(w.shape[-1], k)
     return lemma2_expected_error(s2, steps, 1.0 / (lam * float(s2[0])), lam)
 
 
-def conv_expected_error(n: int, steps: Sequence[int], k: int = K_KINKS,
+def conv_expected_error(w: torch.Tensor, steps: Sequence[int], k: int,
                         whiten: bool = False) -> list[float]:
-    """Lemma 2's recursion for the 3-tap filter from 0 at η = 1/λ_max(C).
+    """Lemma 2's recursion for the 3-tap filter from 0 at η = 1/λ_max(C), for the ramp W
+    (whose inverse is the filter (1, −2, 1)).
 
     The filter error δ_t = (I − ηC)^t δ₀ with δ₀ = −(1, −2, 1); the relative error of p̂ is
     sqrt(n·δᵀCδ / E‖p‖²), E‖p‖² = k/3. With whiten=True the Hessian is I (one step suffices).
     """
-    c = window_covariance(n, k)
+    n = w.shape[-1]
+    c = window_covariance(w, k)
     target = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64)
     if whiten:
         target = torch.linalg.cholesky(c).T @ target  # any square root: the error is the same

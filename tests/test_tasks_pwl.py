@@ -1,14 +1,10 @@
-"""A7 pwl: the curve generator, W and its inverse, the conv's fast gradient, the experiment."""
+"""tasks.pwl: the curve generator, W and its inverse, the conv's window moments."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 import torch
 
-from gradprobe.experiments import pwl
-from gradprobe.runs.store import execute, resolve
 from gradprobe.tasks import pwl as task
 
 
@@ -59,7 +55,7 @@ def test_window_moments_give_the_autograd_gradient() -> None:
     w = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
     loss = ((task.conv3(f, w) - p) ** 2).mean()
     (grad,) = torch.autograd.grad(loss, w)
-    mom = pwl.window_moments(p, f)
+    mom = task.window_moments(p, f)
     fast = mom[:, :3] @ w.detach() - mom[:, 3]
     assert torch.allclose(fast, grad, atol=1e-10)
 
@@ -67,41 +63,3 @@ def test_window_moments_give_the_autograd_gradient() -> None:
 def test_relative_error() -> None:
     t = torch.tensor([[3.0, 4.0], [1.0, 0.0]])
     assert float(task.relative_error(t * 1.1, t)) == pytest.approx(0.1)
-
-
-def test_pwl_smoke(tmp_path) -> None:
-    s = execute(resolve("pwl", "smoke", out=tmp_path, device="cpu"), quiet=True)
-    assert s["status"] == "complete"
-    ids = {c["id"]: c for c in s["claims"]}
-    assert set(ids) == {"conditioning_wins", "condition_numbers_scale"}
-    assert all(isinstance(c["holds"], bool) for c in s["claims"])
-    assert ids["condition_numbers_scale"]["holds"]  # pure math: holds at any scale
-    run_dir = next((tmp_path / "pwl").iterdir())
-    for name in ("pwl_curves.png", "pwl_error.png", "pwl_conditioning.png"):
-        assert (run_dir / name).stat().st_size > 1000
-    res = json.loads((run_dir / "summary.json").read_text())["results"]
-    assert len(res["fc"]["best_error"]) == 2 and len(res["conv_cond"]["first_hit"]) == 2
-
-
-def test_pwl_resume_equals_uninterrupted(tmp_path, monkeypatch) -> None:
-    """A run killed after a checkpoint resumes to the same numbers as an uninterrupted one."""
-    over = {"variants": ["conv"], "iterations": 200, "seeds": 2}
-    full = execute(resolve("pwl", "smoke", overrides=over, out=tmp_path / "a", device="cpu"),
-                   quiet=True)
-    monkeypatch.setenv("GRADPROBE_CHECKPOINT_EVERY", "0")
-    calls = {"n": 0}
-    orig = pwl._Adam.step
-
-    def dying(self, grads):
-        calls["n"] += 1
-        if calls["n"] == 150:
-            raise RuntimeError("killed")
-        return orig(self, grads)
-
-    monkeypatch.setattr(pwl._Adam, "step", dying)
-    req = resolve("pwl", "smoke", overrides=over, out=tmp_path / "b", device="cpu")
-    assert execute(req, quiet=True)["status"] == "failed"
-    monkeypatch.setattr(pwl._Adam, "step", orig)
-    again = execute(req, quiet=True)
-    assert again["status"] == "complete"
-    assert again["results"]["conv"]["error"] == full["results"]["conv"]["error"]

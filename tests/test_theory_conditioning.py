@@ -10,19 +10,25 @@ import torch
 from gradprobe.tasks import pwl as task
 from gradprobe.theory import conditioning as th
 
+K = task.K_KINKS
+
+
+def _cond(n: int) -> float:
+    return th.squared_condition(task.ramp_matrix(n))
+
 
 @pytest.mark.parametrize("n,expected", [(10, 1.79e4), (100, 1.35e8)])
 def test_ramp_condition_matches_reference(n: int, expected: float) -> None:
-    assert th.ramp_condition(n) == pytest.approx(expected, rel=0.01)
+    assert _cond(n) == pytest.approx(expected, rel=0.01)
 
 
 def test_window_covariance_reference_and_exponents() -> None:
     """Interior windows reproduce SPEC's 1.55e6 at n = 100; the exponents are ≈ 4 and ≈ 3."""
-    assert th.condition_number(th.window_covariance(100, padded=False)) == pytest.approx(
-        1.55e6, rel=0.01)
+    interior = th.window_covariance(task.ramp_matrix(100), K, padded=False)
+    assert th.condition_number(interior) == pytest.approx(1.55e6, rel=0.01)
     ns = [10, 25, 50, 100, 200]
-    assert 3.5 <= th.fitted_exponent(ns, [th.ramp_condition(n) for n in ns]) <= 4.5
-    conds = [th.condition_number(th.window_covariance(n)) for n in ns]
+    assert 3.5 <= th.fitted_exponent(ns, [_cond(n) for n in ns]) <= 4.5
+    conds = [th.condition_number(th.window_covariance(task.ramp_matrix(n), K)) for n in ns]
     assert 2.5 <= th.fitted_exponent(ns, conds) <= 3.5
 
 
@@ -33,13 +39,13 @@ def test_window_covariance_equals_monte_carlo() -> None:
     p = task.sample_p(200_000, n, g, dtype=torch.float64)
     x = task.windows(task.curves(p)).reshape(-1, 3)
     mc = x.T @ x / x.shape[0]
-    exact = th.window_covariance(n)
+    exact = th.window_covariance(task.ramp_matrix(n), K)
     assert torch.allclose(mc, exact, rtol=0.02)
 
 
 def test_whitening_gives_identity() -> None:
     n = 30
-    c = th.window_covariance(n)
+    c = th.window_covariance(task.ramp_matrix(n), K)
     w = th.inverse_sqrt(c)
     assert torch.allclose(w @ c @ w, torch.eye(3, dtype=torch.float64), atol=1e-8)
     g = torch.Generator().manual_seed(2)
@@ -60,8 +66,8 @@ def test_lemma2_matches_population_gradient_descent() -> None:
     ‖M_tW − I‖_F/√n equals Lemma 2's formula."""
     n, steps = 6, [0, 1, 5, 50]
     w = task.ramp_matrix(n)
-    lam = th.p_variance(n)
-    eta = 1.0 / (lam * float(th.ramp_singular_values(n)[0] ** 2))
+    lam = th.p_variance(n, K)
+    eta = 1.0 / (lam * float(th.singular_values(w)[0] ** 2))
     m = torch.zeros(n, n, dtype=torch.float64)
     got = []
     for t in range(steps[-1] + 1):
@@ -69,15 +75,15 @@ def test_lemma2_matches_population_gradient_descent() -> None:
             got.append(float(torch.linalg.norm(m @ w - torch.eye(n, dtype=torch.float64))
                              / math.sqrt(n)))
         m = m - eta * lam * (m @ w - torch.eye(n, dtype=torch.float64)) @ w.T
-    assert got == pytest.approx(th.fc_expected_error(n, steps), rel=1e-9)
+    assert got == pytest.approx(th.fc_expected_error(w, steps, K), rel=1e-9)
 
 
 def test_lemma2_expected_sgd_iterate() -> None:
     """The mean of many SGD runs (batch 1, fresh curves) is the expected iterate of Lemma 2."""
     n, t, runs = 4, 30, 4000
     w = task.ramp_matrix(n)
-    lam = th.p_variance(n)
-    eta = 0.5 / (lam * float(th.ramp_singular_values(n)[0] ** 2))
+    lam = th.p_variance(n, K)
+    eta = 0.5 / (lam * float(th.singular_values(w)[0] ** 2))
     g = torch.Generator().manual_seed(3)
     m = torch.zeros(runs, n, n, dtype=torch.float64)
     for _ in range(t):
@@ -92,8 +98,9 @@ def test_lemma2_expected_sgd_iterate() -> None:
 
 
 def test_conv_theory_and_theorem3() -> None:
-    assert th.conv_expected_error(50, [0])[0] == pytest.approx(1.0, rel=1e-6)
-    assert th.conv_expected_error(50, [1], whiten=True)[0] == pytest.approx(0.0, abs=1e-9)
-    slow = th.conv_expected_error(50, [10_000])[0]
+    w = task.ramp_matrix(50)
+    assert th.conv_expected_error(w, [0], K)[0] == pytest.approx(1.0, rel=1e-6)
+    assert th.conv_expected_error(w, [1], K, whiten=True)[0] == pytest.approx(0.0, abs=1e-9)
+    slow = th.conv_expected_error(w, [10_000], K)[0]
     assert 0.1 < slow < 1.0  # still far from solved: cond(C) ≈ 2e5 at n = 50
     assert th.theorem3_iterations(1e8, 1e-2) == pytest.approx(0.5e8 * math.log(100))
