@@ -7,40 +7,63 @@ its block structure, their relative effective rank r(Γ)/r(Z) grows, and the per
 |mean| / std over the minibatch (the paper's "gradient norm") falls towards the pure-noise floor
 sqrt(2/π)/sqrt(batch) — while resnets with β-rescaled skips (β = 0.1) keep their structure.
 
-Method (SPEC C4): thin convnets (constant width, 3×3 kernels, stride 1, He init) and
-pre-activation resnets (one skip per two convs, β = 0.1), both with batch norm whose statistics
-come from the minibatch and are then frozen (detached), so one backward of the summed
-cross-entropy gives every per-sample input gradient. Covariance images are |correlation| between
-the samples' (minibatch-centred) gradients, rows reordered by k-means (k = 10) fitted on the
-depth-2 feed-forward net's gradients, the same order for every depth and both architectures.
+Method (SPEC C4): feed-forward convnets and pre-activation resnets (one skip per two convs,
+β = 0.1), both with batch norm whose statistics come from the minibatch and are then frozen
+(detached), so one backward of the summed cross-entropy gives every per-sample input gradient.
+Covariance images are |correlation| between the samples' (minibatch-centred) gradients, rows
+reordered by k-means (k = 10) fitted on the gradients of the row's OWN two-layer net (paper §5:
+"the same permutation is used for all networks within a row"), so the resnet row is ordered by
+the depth-2 resnet. Verdicts are decided over the nets (the replicates; net k of each
+(architecture, depth) paired by index), Student t intervals.
 
-Our quick run (digits stand-in 16×16×1, 16 channels, 4 nets × 4 minibatches of 256, depths
-2–50; ~50 CPU-s): feed-forward relative effective rank 0.13 → 0.23 → 0.65 → 0.61 → 0.52 at depths
-2, 4, 10, 24, 50 (SPEC reference 0.14 → 0.59 at 10 → 0.50 at 50) — it rises, then saturates —
-while the resnet's stays at 0.11–0.13 (reference 0.04–0.07); FF |mean|/std falls 0.153 → 0.050,
-onto the noise floor sqrt(2/π)/sqrt(256) = 0.050 (reference 0.10 → 0.049), the resnet's stays at
-0.12–0.15 (reference 0.13–0.15).
+Architectures (free choice `architecture`; nets/convnets.py `shattering_net`):
+- 'thin' (quick scale; the SPEC's reference): constant width 16, 3×3 kernels, stride 1, He init,
+  flatten → FC. On the digits stand-in: 43,418 / 48,026 / 61,850 / 94,106 / 154,010 parameters
+  (FF) and 45,722 … 156,314 (resnet) at depths 2, 4, 10, 24, 50.
+- 'bottleneck' (paper scale): our reading of "a slight modification of the 'bottleneck'
+  architecture in He et al. (2016) … one skip-connection for every two convolutional layers",
+  feed-forward and resnets "of equivalent size". He et al.'s pre-activation bottleneck (1×1
+  reduce, 3×3, 1×1 expand; one skip per three convs) loses its expanding 1×1, so a skip spans
+  two convs: BN → ReLU → 1×1 (64 → 16) → BN → ReLU → 3×3 (16 → 64), at width 64 / bottleneck 16
+  (the first stage of He et al.'s CIFAR bottleneck resnets), stride 1, after a 3×3 stem
+  (3 → 64), then BN → ReLU → global average pool → FC. "Equivalent size": the feed-forward net
+  is the same stack without the skips, so both have the same parameters at every depth:
+  12,618 / 22,858 / 53,578 / 125,258 / 258,378 on CIFAR-10 (3×32×32) at depths 2, 4, 10, 24, 50
+  (depth = convs after the stem).
 
-Paper scale (CIFAR-10 3×32×32, 8 nets × 8 minibatches): 16× the quick compute, ~15 CPU-minutes
-(an estimate) or seconds on a GPU.
+Our quick run (digits 16×16×1, a stand-in for CIFAR-10; thin nets, 16 channels, 4 nets × 4
+minibatches of 256, depths 2–50; ~57 CPU-s unloaded): feed-forward relative effective rank
+0.13 → 0.23 → 0.65 → 0.61 → 0.52 at depths 2, 4, 10, 24, 50 (SPEC reference 0.14 → 0.59 at 10
+→ 0.50 at 50) — it rises, then saturates — while the resnet's stays at 0.11–0.13 (reference
+0.04–0.07); FF |mean|/std falls 0.153 → 0.050, onto the noise floor sqrt(2/π)/sqrt(256) = 0.050
+(reference 0.10 → 0.049), the resnet's stays at 0.12–0.15 (reference 0.13–0.15).
+`feedforward_whitens` holds: rank_FF(50)/rank_FF(2) = 3.98 [3.03, 4.93] and
+rank_FF(50)/rank_resnet(50) = 4.10 [3.53, 4.67] (≥ 3); `feedforward_signal_fades` holds:
+fall_FF − fall_resnet = 0.68 [0.54, 0.82] (> 0).
+
+Paper scale (`--scale paper`: CIFAR-10, bottleneck nets, 8 nets × 8 minibatches of 256) needs
+CIFAR-10, which is not on this machine (the reader stops with exit code 2 and says where to put
+it). Cost, an estimate from the layer shapes: ~0.96 G multiply-adds per image for the forward
+passes of all ten nets, about twice that with the input-gradient backward, × 16,384 images
+≈ 63 TFLOP: ~35 CPU-minutes on one core of this machine, well under a minute on a GPU.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 
 from gradprobe import plots
-from gradprobe.claims import finite
-from gradprobe.claims import legacy_claim as Claim
-from gradprobe.config import ExperimentConfig, require
+from gradprobe.claims import Claim, Part, judge, not_applicable, t_interval
+from gradprobe.config import ExperimentConfig, FreeChoice, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.nets.convnets import shattering_net
+from gradprobe.nets.convnets import n_params, shattering_net
+from gradprobe.probes.gradient_signal import mean_std_ratio, noise_floor
+from gradprobe.probes.sample_correlation import correlation_image, decode_image, kmeans_order
 from gradprobe.probes.shattering import input_gradients, relative_effective_rank
 from gradprobe.runtime import derive_seed
 from gradprobe.tasks.images import ImageData, find_cifar, load_images
@@ -50,6 +73,15 @@ ARCHS = ("feedforward", "resnet")
 
 @dataclass(frozen=True)
 class Config(ExperimentConfig):
+    FREE_CHOICES: ClassVar[dict[str, FreeChoice]] = {
+        "architecture": FreeChoice(
+            ("thin", "bottleneck"),
+            "the paper's nets are 'a slight modification of the bottleneck architecture' of "
+            "He et al. 2016 'of equivalent size', without blocks or widths: 'thin' is the "
+            "SPEC's constant-width reference, 'bottleneck' our reading (nets/convnets.py)"),
+    }
+    architecture: Literal["thin", "bottleneck"] = "thin"  # see FREE_CHOICES / shattering_net
+    bottleneck_width: int = 16  # inner channels of a bottleneck pair (architecture=bottleneck)
     depths: tuple[int, ...] = (2, 4, 10, 24, 50)  # conv layers (resnets: + a stem conv), Fig. 5
     dataset: Literal["digits", "cifar10"] = "digits"  # stand-in (offline) or CIFAR-10 binary
     data_dir: str | None = None  # parent of cifar-10-batches-bin (else $GRADPROBE_DATA)
@@ -57,7 +89,8 @@ class Config(ExperimentConfig):
     batches: int = 4  # minibatches per net, averaged (paper: several; SPEC reference 4)
     nets: int = 4  # random nets per (architecture, depth) (SPEC reference 4)
     batch_size: int = 256  # samples per minibatch (paper: 256 on CIFAR-10)
-    width: int = 16  # channels of every conv (SPEC reference 16)
+    width: int = 16  # channels of every conv (thin; SPEC reference 16), or of the bottleneck
+    # pairs' outer convs (bottleneck; paper scale 64, He et al.'s first CIFAR stage)
     beta: float = 0.1  # resnet branch scale β (paper Fig. 5)
     clusters: int = 10  # k of the k-means ordering of the covariance images (SPEC C4)
     image_samples: int = 64  # samples kept (evenly, after ordering) per stored covariance image
@@ -68,7 +101,8 @@ class Config(ExperimentConfig):
 
     @classmethod
     def paper(cls) -> Config:
-        return cls(dataset="cifar10", nets=8, batches=8, image_samples=256)
+        return cls(dataset="cifar10", architecture="bottleneck", width=64, bottleneck_width=16,
+                   nets=8, batches=8, image_samples=256)
 
     def validate(self) -> None:
         require(len(self.depths) > 0 and all(d >= 2 and d % 2 == 0 for d in self.depths),
@@ -79,6 +113,7 @@ class Config(ExperimentConfig):
         require(self.batch_size >= 2 * self.clusters,
                 "batch_size must be ≥ 2 × clusters")
         require(self.width >= 1, "width must be ≥ 1 channel")
+        require(self.bottleneck_width >= 1, "bottleneck_width must be ≥ 1 channel")
         require(self.beta > 0, "beta must be > 0")
         require(self.clusters >= 1, "clusters must be ≥ 1")
         require(8 <= self.image_size <= 64, "image_size must be in [8, 64] px")
@@ -112,58 +147,26 @@ def loss_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     return input_gradients(model, x, lambda out: F.cross_entropy(out, y, reduction="none"))
 
 
-def mean_std_ratio(g: torch.Tensor) -> float:
-    """Mean over input coordinates of |mean| / std over the minibatch (Fig. 5's gradient norm)."""
-    flat = g.reshape(g.shape[0], -1).double()
-    return float((flat.mean(0).abs() / flat.std(0, unbiased=False).clamp_min(1e-30)).mean())
-
-
-def correlation_image(g: torch.Tensor, order: torch.Tensor, keep: int) -> list[str]:
-    """|corr| between the samples' minibatch-centred gradients, rows/cols in `order`, `keep`
-    of them (evenly spaced). Stored compactly for the summary: one hex string per row, each
-    entry one byte, value = round(255·|corr|) (decode with `decode_image`)."""
-    flat = g.reshape(g.shape[0], -1).double()
-    flat = flat - flat.mean(0, keepdim=True)
-    flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    sel = order[torch.linspace(0, len(order) - 1, keep).round().long()]
-    c = (flat[sel] @ flat[sel].T).abs().clamp(0, 1)
-    q = (c * 255).round().to(torch.uint8).cpu().numpy()
-    return [row.tobytes().hex() for row in q]
-
-
-def decode_image(rows: list[str]) -> list[list[float]]:
-    """Inverse of correlation_image's encoding: |corr| values in [0, 1] (to 1/255)."""
-    return [[b / 255 for b in bytes.fromhex(r)] for r in rows]
-
-
-def kmeans_order(g: torch.Tensor, k: int, seed: int) -> tuple[list[int], list[int]]:
-    """Sample order grouping the rows of g (n, ...) by k-means cluster (sklearn, seeded)."""
-    from sklearn.cluster import KMeans
-
-    flat = g.reshape(g.shape[0], -1).double()
-    flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    km = KMeans(n_clusters=k, n_init=4, random_state=seed % (2**31))
-    labels = km.fit_predict(flat.cpu().numpy())
-    order = sorted(range(len(labels)), key=lambda i: (int(labels[i]), i))
-    return order, [int(v) for v in labels]
-
-
 def _net(cfg: Config, ctx, data: ImageData, arch: str, depth: int, k: int) -> torch.nn.Module:
     g = ctx.generator("net", arch, depth, k, device="cpu")
     m = shattering_net(arch, depth, data.shape, data.classes, cfg.width, beta=cfg.beta,
+                       architecture=cfg.architecture, bottleneck=cfg.bottleneck_width,
                        generator=g)
     return m.to(ctx.device)
 
 
-def _order(cfg: Config, ctx, data: ImageData, batches) -> dict:
-    g = loss_gradients(_net(cfg, ctx, data, "feedforward", 2, 0), *batches[0])
-    order, labels = kmeans_order(g, cfg.clusters, derive_seed(ctx.seed, "kmeans"))
+def _order(cfg: Config, ctx, data: ImageData, batches, arch: str) -> dict:
+    """The row's sample order: k-means of its own two-layer net's gradients (paper §5)."""
+    g = loss_gradients(_net(cfg, ctx, data, arch, 2, 0), *batches[0])
+    order, labels = kmeans_order(g, cfg.clusters, derive_seed(ctx.seed, "kmeans", arch))
     return {"order": order, "labels": labels}
 
 
 def _measure(cfg: Config, ctx, data: ImageData, batches, order: list[int], arch: str,
              depth: int, advance) -> dict:
+    """Per net (the replicate the verdicts use): rank and |mean|/std averaged over minibatches."""
     ranks, ratios, image = [], [], None
+    net_rank, net_ratio = [], []
     for k in range(cfg.nets):
         model = _net(cfg, ctx, data, arch, depth, k)
         gz = ctx.generator("gaussian", arch, depth, k)
@@ -174,8 +177,11 @@ def _measure(cfg: Config, ctx, data: ImageData, batches, order: list[int], arch:
             if k == 0 and b == 0:
                 image = correlation_image(g, torch.tensor(order, device=g.device),
                                           cfg.image_samples)
+        net_rank.append(_mean(ranks[-len(batches):]))
+        net_ratio.append(_mean(ratios[-len(batches):]))
         advance(1)
     return {"relative_rank": ranks, "mean_std": ratios,
+            "relative_rank_per_net": net_rank, "mean_std_per_net": net_ratio,
             "relative_rank_mean": _mean(ranks), "mean_std_mean": _mean(ratios),
             "covariance_image": image}
 
@@ -184,7 +190,8 @@ def run(cfg: Config, ctx) -> dict:
     data = load_images(cfg.dataset, cfg.data_dir, size=cfg.image_size,
                        generator=ctx.generator("split", device="cpu")).to(ctx.device)
     batches = minibatches(cfg, ctx, data)
-    km = ctx.stage("kmeans_order", lambda: _order(cfg, ctx, data, batches))
+    km = {a: ctx.stage(f"kmeans_order/{a}", lambda a=a: _order(cfg, ctx, data, batches, a))
+          for a in ARCHS}
     out: dict[str, dict] = {a: {} for a in ARCHS}
     total = len(ARCHS) * len(cfg.depths) * cfg.nets
     with ctx.progress(total, "convnet_shattering nets") as advance:
@@ -192,13 +199,16 @@ def run(cfg: Config, ctx) -> dict:
             for d in cfg.depths:
                 out[arch][str(d)] = ctx.stage(
                     f"{arch}/{d}",
-                    lambda a=arch, d=d: _measure(cfg, ctx, data, batches, km["order"], a, d,
+                    lambda a=arch, d=d: _measure(cfg, ctx, data, batches, km[a]["order"], a, d,
                                                  advance))
                 ctx.log("shattering", d, arch=arch,
                         relative_rank=out[arch][str(d)]["relative_rank_mean"],
                         mean_std=out[arch][str(d)]["mean_std_mean"])
-    return {"dataset": data.name, "nets": out, "kmeans_labels": km["labels"],
-            "noise_floor": math.sqrt(2 / math.pi) / math.sqrt(cfg.batch_size),
+    params = {a: {str(d): n_params(_net(cfg, ctx, data, a, d, 0)) for d in cfg.depths}
+              for a in ARCHS}
+    return {"dataset": data.name, "architecture": cfg.architecture, "params": params,
+            "nets": out, "kmeans_labels": {a: km[a]["labels"] for a in ARCHS},
+            "noise_floor": noise_floor(cfg.batch_size),
             "batch_size": cfg.batch_size, "input_shape": list(data.shape)}
 
 
@@ -206,40 +216,60 @@ def _mean(v: list[float]) -> float:
     return sum(v) / len(v) if v else float("nan")
 
 
+STATEMENTS = {
+    "feedforward_whitens": "feed-forward gradients whiten with depth: relative effective rank at "
+                           "the largest depth far above depth 2 and above the resnet's",
+    "feedforward_signal_fades": "the |mean|/std ratio of the gradients falls more from depth 2 "
+                                "to the largest depth for feed-forward nets than for resnets",
+}
+
+
+def _per_net(res: dict, arch: str, d: int, key: str) -> list[float]:
+    return list(res["nets"].get(arch, {}).get(str(d), {}).get(key, []))
+
+
 def claims(res: dict, cfg: Config) -> list[Claim]:
-    nan = float("nan")
-    d0, dm = "2", str(max(cfg.depths))
+    """Both claims judged over the nets (replicates; net k of each (arch, depth) paired by index:
+    the nets are independent draws, so the pairs are too), Student t intervals."""
+    dm = max(cfg.depths)
+    paper_w = ("Fig. 5c–d: FF rank grows much faster with depth; SPEC digits reference FF "
+               "0.14 → 0.50 (d=50), resnet 0.04 → 0.07")
+    paper_s = ("Fig. 5e–f: decays much faster for FF; SPEC digits reference FF 0.10 → 0.049 "
+               "(floor 0.050), resnet 0.13–0.15")
+    if dm <= 2:
+        need = "needs a depth > 2 among depths"
+        return [not_applicable("feedforward_whitens", STATEMENTS["feedforward_whitens"], need,
+                               paper_w, "empirical"),
+                not_applicable("feedforward_signal_fades", STATEMENTS["feedforward_signal_fades"],
+                               need, paper_s, "empirical")]
+    rank = {(a, d): _per_net(res, a, d, "relative_rank_per_net") for a in ARCHS for d in (2, dm)}
+    sig = {(a, d): _per_net(res, a, d, "mean_std_per_net") for a in ARCHS for d in (2, dm)}
+    ff2, ffm, rnm = rank["feedforward", 2], rank["feedforward", dm], rank["resnet", dm]
+    up = [b / a for a, b in zip(ff2, ffm)]
+    over = [a / b for a, b in zip(ffm, rnm)]
+    # fall_FF − fall_resnet per pair, fall = 1 − ratio(dmax)/ratio(2)
+    diff = [r1 / r0 - f1 / f0 for f0, f1, r0, r1 in
+            zip(sig["feedforward", 2], sig["feedforward", dm], sig["resnet", 2], sig["resnet", dm])]
+    floor = res.get("noise_floor", float("nan"))
 
-    def val(arch: str, d: str, key: str) -> float:
-        return res["nets"].get(arch, {}).get(d, {}).get(key, nan)
+    def means(table: dict) -> dict:
+        return {f"{a}/{d}": _mean(v) for (a, d), v in table.items()}
 
-    ff2, ffm = val("feedforward", d0, "relative_rank_mean"), val("feedforward", dm,
-                                                                  "relative_rank_mean")
-    rnm = val("resnet", dm, "relative_rank_mean")
-    r_ff2, r_ffm = val("feedforward", d0, "mean_std_mean"), val("feedforward", dm, "mean_std_mean")
-    r_rn2, r_rnm = val("resnet", d0, "mean_std_mean"), val("resnet", dm, "mean_std_mean")
-    fall_ff = 1 - r_ffm / r_ff2 if finite(r_ff2) and r_ff2 > 0 else nan
-    fall_rn = 1 - r_rnm / r_rn2 if finite(r_rn2) and r_rn2 > 0 else nan
-    floor = res.get("noise_floor", nan)
     return [
-        Claim("feedforward_whitens",
-              f"feed-forward gradients whiten with depth: relative effective rank at depth {dm} "
-              "far above depth 2 and above the resnet's",
-              f"rank_FF({dm}) ≥ 3 × rank_FF(2) and ≥ 3 × rank_resnet({dm})",
-              {f"feedforward/{d0}": ff2, f"feedforward/{dm}": ffm, f"resnet/{dm}": rnm},
-              finite(ff2, ffm, rnm) and ffm >= 3 * ff2 and ffm >= 3 * rnm,
-              "Fig. 5c–d: FF rank grows much faster with depth; SPEC digits reference FF "
-              "0.14 → 0.50 (d=50), resnet 0.04 → 0.07"),
-        Claim("feedforward_signal_fades",
-              f"the |mean|/std ratio of the gradients falls more from depth 2 to {dm} for "
-              "feed-forward nets than for resnets",
-              "relative fall 1 − ratio(dmax)/ratio(2): FF > resnet "
-              f"(pure-noise floor sqrt(2/π)/sqrt(batch) = {floor:.3f})",
-              {"feedforward": {d0: r_ff2, dm: r_ffm, "fall": fall_ff},
-               "resnet": {d0: r_rn2, dm: r_rnm, "fall": fall_rn}, "noise_floor": floor},
-              finite(fall_ff, fall_rn) and fall_ff > fall_rn,
-              "Fig. 5e–f: decays much faster for FF; SPEC digits reference FF 0.10 → 0.049 "
-              "(floor 0.050), resnet 0.13–0.15"),
+        judge("feedforward_whitens", STATEMENTS["feedforward_whitens"],
+              f"rank_FF({dm}) / rank_FF(2) ≥ 3 and rank_FF({dm}) / rank_resnet({dm}) ≥ 3 "
+              "(per-net ratios, t interval over nets)", paper_w, "empirical",
+              [Part(f"rank_FF({dm})/rank_FF(2)", t_interval(up), ">=", 3.0),
+               Part(f"rank_FF({dm})/rank_resnet({dm})", t_interval(over), ">=", 3.0)],
+              measured={"relative_rank_mean": means(rank),
+                        f"rank_FF({dm})/rank_FF(2)": up,
+                        f"rank_FF({dm})/rank_resnet({dm})": over}),
+        judge("feedforward_signal_fades", STATEMENTS["feedforward_signal_fades"],
+              "fall_FF − fall_resnet > 0, fall = 1 − ratio(dmax)/ratio(2) per net "
+              f"(pure-noise floor sqrt(2/π)/sqrt(batch) = {floor:.3f})", paper_s, "empirical",
+              [Part("fall_FF − fall_resnet", t_interval(diff), ">", 0.0)],
+              measured={"mean_std_mean": means(sig), "fall_FF − fall_resnet": diff,
+                        "noise_floor": floor}),
     ]
 
 
@@ -263,8 +293,8 @@ def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
             if j == 0:
                 ax.set_ylabel("sample (k-means order)")
     fig.suptitle(f"|correlation| of per-sample input gradients over one minibatch "
-                 f"({len(img)} of {cfg.batch_size} samples, k-means order from FF depth 2) — "
-                 f"Balduzzi et al. Fig. 5a–b", fontsize=9)
+                 f"({len(img)} of {cfg.batch_size} samples; each row in the k-means order of its "
+                 f"own depth-2 net) — Balduzzi et al. Fig. 5a–b\n{_data_label(res)}", fontsize=9)
     paths.append(plots.save(fig, out_dir / "fig5_covariance.png"))
 
     # relative effective rank and mean/std vs depth (Fig. 5c–f)
@@ -293,11 +323,19 @@ def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
     axes[0, 1].set_title("signal vs noise within a minibatch")
     axes[0, 0].legend(loc="center left")
     axes[0, 1].legend(loc="lower left")
-    fig.suptitle(f"Gradient whitening vs depth — {res['dataset']} (Balduzzi et al. Fig. 5c–f)\n"
+    fig.suptitle(f"Gradient whitening vs depth (Balduzzi et al. Fig. 5c–f)\n{_data_label(res)}\n"
                  "SPEC digits reference: FF rank 0.14 → 0.59 (d=10) → 0.50 (d=50), resnet "
                  "0.04 → 0.07; FF |mean|/std 0.10 → 0.049, resnet 0.13–0.15", fontsize=9)
     paths.append(plots.save(fig, out_dir / "fig5_rank_and_norm.png"))
     return paths
+
+
+def _data_label(res: dict) -> str:
+    """The dataset and nets, naming the digits stand-in as a stand-in for the paper's CIFAR-10."""
+    name = res["dataset"]
+    if not name.lower().startswith("cifar"):
+        name += ", a stand-in for the paper's CIFAR-10"
+    return f"{name}; {res.get('architecture', 'thin')} nets"
 
 
 EXPERIMENT = Experiment(

@@ -1,4 +1,5 @@
-"""Thin convnets and resnets for the image experiments (Balduzzi et al. 2017, §5 Fig. 5, §6 Fig. 6).
+"""Thin convnets and resnets for the image experiments (Balduzzi et al. 2017, §5 Fig. 5, §6 Fig. 6),
+and the bottleneck nets of our reading of §5's paper-scale architecture (`BottleneckNet`).
 
 Plain (feed-forward) nets: a stack of conv 3×3 → norm → activation modules, then flatten → one
 fully connected layer. Resnets (pre-activation, He et al. 2016): a stem conv, then blocks
@@ -220,14 +221,85 @@ def build_model(name: str, depth: int, image: Sequence[int], classes: int = 10,
                        residual=residual, beta=beta, init=init, generator=generator)
 
 
+class BottleneckPair(nn.Module):
+    """Two pre-activation convs, C → bottleneck → C: norm → act → conv 1×1 (C → b), norm → act →
+    conv 3×3 (b → C); with `residual`, x ↦ x + β·h, else x ↦ h (the same layers, no skip)."""
+
+    def __init__(self, channels: int, bottleneck: int, norm: str, residual: bool,
+                 beta: float) -> None:
+        super().__init__()
+        self.residual, self.beta = residual, float(beta)
+        self.norm1, self.act1 = _norm(norm, channels), nn.ReLU()
+        self.conv1 = nn.Conv2d(channels, bottleneck, 1, bias=False)
+        self.norm2, self.act2 = _norm(norm, bottleneck), nn.ReLU()
+        self.conv2 = _conv(bottleneck, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv2(self.act2(self.norm2(self.conv1(self.act1(self.norm1(x))))))
+        return x + self.beta * h if self.residual else h
+
+
+class BottleneckNet(nn.Module):
+    """Our reading of Balduzzi et al. §5's paper-scale nets (see `shattering_net`).
+
+    stem conv 3×3 (C_in → width) → depth/2 BottleneckPairs (width → bottleneck → width, stride 1)
+    → norm → ReLU → global average pool → FC. Feed-forward and resnet of one depth have the same
+    layers and parameter count; only the skip differs. He init for the convs, N(0, 1/fan_in)
+    for the FC, zero FC bias.
+    """
+
+    def __init__(self, image: Sequence[int], classes: int, depth: int, *, width: int = 64,
+                 bottleneck: int = 16, residual: bool = False, beta: float = 0.1,
+                 norm: str = "frozen", generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if depth < 2 or depth % 2:
+            raise ValueError(f"depth must be even and ≥ 2 (two convs per pair), got {depth}")
+        g = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.stem = _conv(image[0], width, 1)
+        self.blocks = nn.Sequential(*[BottleneckPair(width, bottleneck, norm, residual, beta)
+                                      for _ in range(depth // 2)])
+        self.head_norm, self.head_act = _norm(norm, width), nn.ReLU()
+        self.fc = nn.Linear(width, classes)
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    he_normal_(m.weight, g)
+            lecun_normal_(self.fc.weight, g)
+            self.fc.bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.head_act(self.head_norm(self.blocks(self.stem(x))))
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+ARCHITECTURES = ("thin", "bottleneck")
+
+
 def shattering_net(arch: str, depth: int, image: Sequence[int], classes: int = 10,
                    width: int = 16, *, beta: float = 0.1, norm: str = "frozen",
-                   generator: torch.Generator | None = None) -> ThinConvNet:
-    """SPEC C4's nets at constant width, stride 1, He init.
+                   architecture: str = "thin", bottleneck: int = 16,
+                   generator: torch.Generator | None = None) -> nn.Module:
+    """SPEC C4's nets; `arch` is 'feedforward' or 'resnet', `depth` the convs after the input.
 
-    'feedforward': `depth` conv-norm-ReLU modules, then FC. 'resnet': a stem conv, depth/2
-    pre-activation blocks (depth convs) with branch scale β, then norm → ReLU → FC.
+    architecture='thin' (the SPEC's quick-scale reference nets): constant width, 3×3 kernels,
+    stride 1, He init; 'feedforward' is `depth` conv-norm-ReLU modules then FC, 'resnet' a stem
+    conv, depth/2 pre-activation blocks (depth convs) with branch scale β, then norm → ReLU → FC.
+
+    architecture='bottleneck' (paper scale): our reading of "a slight modification of the
+    'bottleneck' architecture in He et al. (2016) … one skip-connection for every two
+    convolutional layers" with feed-forward and resnets "of equivalent size": He et al.'s
+    pre-activation bottleneck (1×1 reduce, 3×3, 1×1 expand) loses its expanding 1×1 so that a
+    skip spans two convs (1×1 width → bottleneck, 3×3 bottleneck → width); width 64 and
+    bottleneck 16 are the first stage of He et al.'s CIFAR bottleneck resnets; the feed-forward
+    net is the same stack without the skips (BottleneckNet).
     """
+    if architecture == "bottleneck":
+        if arch not in ("feedforward", "resnet"):
+            raise ValueError(f"unknown arch {arch!r}; choose feedforward or resnet")
+        return BottleneckNet(image, classes, depth, width=width, bottleneck=bottleneck,
+                             residual=arch == "resnet", beta=beta, norm=norm, generator=generator)
+    if architecture != "thin":
+        raise ValueError(f"unknown architecture {architecture!r}; choose thin or bottleneck")
     if arch == "feedforward":
         return ThinConvNet(image, classes, width, [(width, 1)] * (depth - 1), act="relu",
                            norm=norm, generator=generator)

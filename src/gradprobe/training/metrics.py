@@ -22,3 +22,9 @@ def sign_accuracy(pred: Tensor, y: Tensor) -> Tensor:
 def class_accuracy(logits: Tensor, labels: Tensor) -> Tensor:
     """Mean 1[argmax logits = label] over the batch. logits (..., B, C), labels (..., B)."""
     return (logits.argmax(-1) == labels).float().mean(-1)
+
+
+# ---- SPEC B1 (vanishing): Nielsen's quadratic cost ---------------------------------------------
+def quadratic_cost(out: Tensor, y: Tensor) -> Tensor:
+    """C = ½‖y − a^L‖² per example: out, y (..., B, K) → (..., B) (Nielsen ch. 5)."""
+    return 0.5 * ((out - y) ** 2).sum(dim=-1)
