@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gradprobe.claims import Claim
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.report import plots

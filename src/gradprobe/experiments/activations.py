@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradprobe.claims import Claim, finite
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.experiments.shattered_1d import Config as C1Config

@@ -35,7 +35,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from gradprobe.claims import Claim, finite
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.convnets import shattering_net

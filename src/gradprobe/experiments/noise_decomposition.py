@@ -33,7 +33,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
 
-from gradprobe.claims import Claim, finite
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.init import trunc_normal_fan_in_

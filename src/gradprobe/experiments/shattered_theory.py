@@ -37,7 +37,8 @@ from pathlib import Path
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from gradprobe.claims import Claim, finite
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.highway import HighwayNet

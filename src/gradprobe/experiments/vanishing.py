@@ -30,7 +30,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from gradprobe.claims import Claim, finite
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.mlp import MLP

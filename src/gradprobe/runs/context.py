@@ -46,6 +46,7 @@ class RunContext:
         self._stage_dir = self.run_dir / "stages"
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.resumed = False
+        self.diverged: list[str] = []  # reasons, from fit() or an experiment (mark_diverged)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._restore_metrics()
         self._metrics = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
@@ -79,6 +80,10 @@ class RunContext:
         if self.metrics_path.exists():
             with open(self.metrics_path, "r+b") as f:
                 f.truncate(min(max(offsets), self.metrics_path.stat().st_size))
+
+    def mark_diverged(self, reason: str) -> None:
+        """Record that a computation met NaN/Inf: the run ends with status 'diverged'."""
+        self.diverged.append(str(reason))
 
     # ---- progress ----------------------------------------------------------------------
     @contextmanager
