@@ -129,3 +129,73 @@ def test_tat_too_shallow_is_reported_not_built() -> None:
 def test_unknown_variant() -> None:
     with pytest.raises(ValueError, match="unknown variant"):
         R.build("nope", 2, WIDTH, N_IN, N_OUT, _g())
+
+
+# ---- probes used by E1 ------------------------------------------------------------------------
+def test_segment_lag1_reports_a_linear_net_as_one_and_counts_it() -> None:
+    from gradprobe.probes.segment_lag1 import segment_lag1
+
+    lin = torch.nn.Linear(N_IN, N_OUT)
+    s = segment_lag1(lin, _x(8), 4, 32, _g(6))
+    assert s.lag1 == 1.0 and s.constant == 4
+    deep = R.build("relu", 12, 64, N_IN, N_OUT, _g())
+    s = segment_lag1(deep, _x(8), 4, 32, _g(6))
+    assert s.constant == 0 and s.lag1 < 1.0
+
+
+def test_segment_lag1_matches_a_finite_difference_trace() -> None:
+    """The directional derivative along the chord equals the finite difference of f along it."""
+    from gradprobe.probes.segment_lag1 import segment_lag1
+    from gradprobe.probes.shattering import autocorrelation, segment
+
+    torch.manual_seed(0)
+    net = R.build("relu", 3, 32, N_IN, 1, _g()).double()
+    x = _x(2).double()
+    s = segment_lag1(net, x, 1, 200, _g(7))
+    path = segment(x[0], x[1], 200)
+    h = 1e-6
+    d = (x[1] - x[0]) / (x[1] - x[0]).norm()
+    sign = torch.sign(torch.randn(1, generator=_g(7), dtype=torch.float64))  # r = ±1 for 1 output
+    with torch.no_grad():
+        fd = (net(path + h * d) - net(path - h * d))[:, 0] / (2 * h) * sign
+    assert s.lag1 == pytest.approx(float(autocorrelation(fd, 1)[1]), abs=1e-4)
+
+
+def test_linearity_error() -> None:
+    from gradprobe.probes.linearity import linearity_error
+
+    x = _x(16)
+    ll = R.build("looks_linear", 6, WIDTH, N_IN, N_OUT, _g())
+    assert linearity_error(ll, x, x[0]) < 1e-5
+    relu = R.build("relu", 6, WIDTH, N_IN, N_OUT, _g())
+    assert linearity_error(relu, x, x[0]) > 0.05
+
+
+def test_spearman_with_ties() -> None:
+    import numpy as np
+
+    from gradprobe.experiments.remedies import spearman
+
+    rows = np.array([[1.0, 0.1], [2.0, 0.3], [2.0, 0.2], [3.0, 0.9]])
+    ranks_a = np.array([0, 1.5, 1.5, 3]) - 1.5
+    ranks_b = np.array([0, 2, 1, 3]) - 1.5
+    exact = (ranks_a * ranks_b).sum() / math.sqrt((ranks_a**2).sum() * (ranks_b**2).sum())
+    assert spearman(rows) == pytest.approx(exact)
+
+
+def test_smoke_run(tmp_path) -> None:
+    from gradprobe.runs.store import execute, resolve
+
+    s = execute(resolve("remedies", "smoke", out=tmp_path, device="cpu"), quiet=True)
+    assert s["status"] == "complete", s.get("error")
+    assert {"remedies_heatmap.png", "remedies_vs_depth.png"} <= set(s["figures"])
+    nets = s["results"]["nets"]
+    for v in ("rezero", "fixup", "looks_linear"):  # linear at init: nothing shattered
+        assert all(m["lag1"] == 1.0 and m["lin_err"] < 1e-4 for m in nets[f"{v}/4"]["init"])
+    claims = {c["id"]: c for c in s["claims"]}
+    assert set(claims) == {"remedies_keep_correlation", "correlation_predicts_trainability"}
+    keep = claims["remedies_keep_correlation"]
+    parts = {p["name"]: p for p in keep["parts"]}
+    assert set(parts) == {"rezero", "fixup", "looks_linear", "scaled_ws"}  # every remedy judged
+    relu_hi = keep["measured"]["relu_interval"][1]
+    assert all(p["threshold"] == pytest.approx(relu_hi) for p in parts.values())

@@ -14,7 +14,7 @@ from gradprobe.experiments.base import Experiment
 ORDER = (
     "parity", "parity_variance", "linear_periodic", "end_to_end", "snr", "noise_decomposition",
     "pwl", "flat_activation", "vanishing", "shattered_1d", "shattered_theory", "activations",
-    "convnet_shattering", "looks_linear", "signal_propagation",
+    "convnet_shattering", "looks_linear", "remedies", "signal_propagation",
 )
 _NOT_EXPERIMENTS = {"base", "registry"}
 BROKEN: dict[str, str] = {}  # module name → import error, for tests and `list`
