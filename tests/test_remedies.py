@@ -197,5 +197,23 @@ def test_smoke_run(tmp_path) -> None:
     keep = claims["remedies_keep_correlation"]
     parts = {p["name"]: p for p in keep["parts"]}
     assert set(parts) == {"rezero", "fixup", "looks_linear", "scaled_ws"}  # every remedy judged
-    relu_hi = keep["measured"]["relu_interval"][1]
-    assert all(p["threshold"] == pytest.approx(relu_hi) for p in parts.values())
+    lo, hi = keep["measured"]["relu_interval"]
+    for name, p in parts.items():  # the difference interval: [lo_r − hi_relu, hi_r − lo_relu]
+        r = nets[f"{name}/4"]["init"]
+        assert p["statistic"] == pytest.approx(sum(m["lag1"] for m in r) / len(r)
+                                               - keep["measured"]["relu"])
+        assert p["interval"][0] <= p["statistic"] <= p["interval"][1]
+        assert p["interval"][1] - p["interval"][0] >= hi - lo
+
+
+def test_separation_is_positive_only_for_disjoint_intervals() -> None:
+    from gradprobe.claims import Estimate, Part
+    from gradprobe.experiments.remedies import separation
+
+    def e(lo: float, hi: float) -> Estimate:
+        return Estimate((lo + hi) / 2, lo, hi, "t", 3)
+
+    base = e(0.2, 0.5)
+    assert Part("x", separation(e(0.6, 0.9), base), ">", 0.0).verdict() == "holds"
+    assert Part("x", separation(e(0.4, 0.9), base), ">", 0.0).verdict() == "inconclusive"
+    assert Part("x", separation(e(0.0, 0.1), base), ">", 0.0).verdict() == "fails"
