@@ -217,3 +217,19 @@ def test_separation_is_positive_only_for_disjoint_intervals() -> None:
     assert Part("x", separation(e(0.6, 0.9), base), ">", 0.0).verdict() == "holds"
     assert Part("x", separation(e(0.4, 0.9), base), ">", 0.0).verdict() == "inconclusive"
     assert Part("x", separation(e(0.0, 0.1), base), ">", 0.0).verdict() == "fails"
+
+
+def test_remedy_hints_cover_every_verdict_and_name_commands_that_exist() -> None:
+    from gradprobe.experiments.registry import experiments
+    from gradprobe.probes.verdicts import judge
+    from gradprobe.remedy_hints import REMEDIES_FOR, what_to_try
+
+    kinds = {f.kind for f in judge([], [], [], None, True)}
+    assert set(REMEDIES_FOR) == kinds
+    names = set(experiments())
+    for kind, hints in REMEDIES_FOR.items():
+        assert hints and len(what_to_try(kind)) == len(hints)
+        for h in hints:
+            for cmd in h["command"].split(";"):
+                assert cmd.split()[:2] == ["gradprobe", "run"] and cmd.split()[2] in names
+    assert what_to_try("nope") == []
