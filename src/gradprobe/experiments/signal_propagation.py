@@ -290,14 +290,14 @@ def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
         ax.errorbar(grid, s.mean(1), yerr=s.std(1, ddof=1), fmt="o", ms=3, color=col,
                     capsize=2, label=f"σ_b²={b:g} measured")
         ax.plot(grid, [thc[(b, w)]["slope_layerwise"] for w in cfg.sw2], "-", color=col,
-                lw=1, label="layer-wise theory")
+                lw=1, label="layer-wise theory" if i == 0 else None)
         ax.plot(grid, [thc[(b, w)]["slope_fixed_point"] for w in cfg.sw2], ":", color=col,
-                lw=1, label="½ ln χ₁ (fixed point)")
+                lw=1, label="½ ln χ₁ (fixed point)" if i == 0 else None)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xlabel("σ_w²")
     ax.set_ylabel("slope of log‖∂ℓ/∂h_l‖ per layer")
     ax.set_title(f"gradient growth toward the input (steps {cfg.fit_from}–{cfg.fit_to})")
-    ax.legend(fontsize=5, ncol=2)
+    ax.legend(fontsize=6)
 
     ax = axes[0, 2]
     b = cfg.sb2[min(1, len(cfg.sb2) - 1)]
@@ -312,7 +312,7 @@ def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
     ax.plot([], [], "--", color="k", lw=0.8, label="iterated c-map")
     ax.set_xlabel("layer l")
     ax.set_ylabel("correlation c_l of two inputs")
-    ax.set_title(f"correlation against depth (σ_b²={b:g}; band: min–max over nets)")
+    ax.set_title(f"c_l against depth, σ_b²={b:g} (band: min–max over nets)")
     ax.legend(fontsize=6)
     fig.suptitle(f"Edge of chaos: tanh nets, width {cfg.width}, {res['layers']} layers, "
                  f"{cfg.nets} nets")
