@@ -314,6 +314,8 @@ def _table(res: dict, cfg: Config, when: str) -> tuple[list[str], np.ndarray]:
 
 
 def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
     from gradprobe.report import plots
 
     out_dir = Path(out_dir)
@@ -325,23 +327,28 @@ def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
         if not names:
             continue
         cols = list(PROBES) + (["accuracy"] if when == "trained" else [])
-        ok = np.isfinite(vals)
-        lo = np.where(ok, vals, np.inf).min(0)
-        hi = np.where(ok, vals, -np.inf).max(0)
-        norm = (vals - lo) / np.where(hi > lo, hi - lo, 1.0)  # each probe on its own scale
-        ax.imshow(np.ma.masked_invalid(norm), cmap="viridis", aspect="auto", vmin=0, vmax=1)
+        shade = vals.copy()
+        j_lin = cols.index("lin_err")  # spans 0 to 10^4: coloured on a log scale
+        shade[:, j_lin] = np.log10(np.clip(shade[:, j_lin], 1e-8, None))
+        ok = np.isfinite(shade)
+        lo = np.where(ok, shade, np.inf).min(0)
+        hi = np.where(ok, shade, -np.inf).max(0)
+        norm = (shade - lo) / np.where(hi > lo, hi - lo, 1.0)  # each probe on its own scale
+        cmap = plt.get_cmap("viridis").copy()
+        cmap.set_bad("0.85")
+        ax.imshow(np.ma.masked_invalid(norm), cmap=cmap, aspect="auto", vmin=0, vmax=1)
         for i in range(vals.shape[0]):
             for j in range(vals.shape[1]):
                 txt = "n/a" if not math.isfinite(vals[i, j]) else f"{vals[i, j]:.2g}"
                 ax.text(j, i, txt, ha="center", va="center", fontsize=6,
-                        color="w" if not math.isfinite(norm[i, j]) or norm[i, j] < 0.5 else "k")
+                        color="k" if not math.isfinite(norm[i, j]) or norm[i, j] >= 0.5 else "w")
         ax.set_xticks(range(len(cols)), cols, rotation=40, ha="right")
         ax.set_yticks(range(len(names)), [LABELS.get(n, n) for n in names])
         ax.grid(False)
         ax.set_title(f"{'at init' if when == 'init' else f'after {cfg.steps} Adam steps'} "
                      f"(depth {L}; colour: per column)")
     fig.suptitle(f"Remedies × probes, width {cfg.width}, mean over {cfg.seeds} seeds "
-                 "(log10 for speed_ratio, bound_gap, min_snr)")
+                 "(log10 for speed_ratio, bound_gap, min_snr; grey: n/a)")
     paths.append(plots.save(fig, out_dir / "remedies_heatmap.png"))
 
     fig, axes = plots.figure(1, 2, width=5.2, height=3.8)
@@ -359,6 +366,8 @@ def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
     axes[0, 1].set_ylabel("input-gradient lag-1 at init")
     for ax in axes[0]:
         ax.set_xscale("log")
+        ax.set_xticks(list(cfg.depths), [str(d) for d in cfg.depths])
+        ax.minorticks_off()
         ax.set_xlabel("depth (hidden layers / residual branches)")
     axes[0, 0].legend(fontsize=6)
     fig.suptitle(f"Accuracy and gradient correlation against depth ({cfg.steps} Adam steps, "
