@@ -334,8 +334,7 @@ def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
         lo = np.where(ok, shade, np.inf).min(0)
         hi = np.where(ok, shade, -np.inf).max(0)
         norm = (shade - lo) / np.where(hi > lo, hi - lo, 1.0)  # each probe on its own scale
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("0.85")
+        cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")
         ax.imshow(np.ma.masked_invalid(norm), cmap=cmap, aspect="auto", vmin=0, vmax=1)
         for i in range(vals.shape[0]):
             for j in range(vals.shape[1]):
