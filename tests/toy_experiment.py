@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from gradprobe.claims import legacy_claim as Claim
+from gradprobe import plots
+from gradprobe.claims import Claim, Part, exact, judge
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.report import plots
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,10 @@ def run(cfg: Config, ctx) -> dict:
 
 def claims(res: dict, cfg: Config) -> list[Claim]:
     vals = {k: v for k, v in res["norms"].items()}
-    return [Claim("positive", "norms are positive", "> 0", vals,
-                  all(v is not None and v > 0 for v in vals.values()), "n/a")]
+    parts = [Part(f"d={k}", exact(float("nan") if v is None else v), ">", 0.0)
+             for k, v in vals.items()]
+    return [judge("positive", "norms are positive", "> 0", "n/a", "empirical", parts,
+                  measured=vals)]
 
 
 def plot(res: dict, cfg: Config, out_dir) -> list:

@@ -180,6 +180,7 @@ class Claim:
     interval_method: str | None = None
     n: int | None = None
     parts: list[dict[str, Any]] = field(default_factory=list)
+    figure: str | None = None  # the figure file (in the run directory) that draws this claim
 
     @property
     def holds(self) -> bool:
@@ -199,6 +200,7 @@ def judge(
     kind: Kind,
     parts: Part | Sequence[Part],
     measured: Any = None,
+    figure: str | None = None,
 ) -> Claim:
     """The claim's verdict from its parts (see the module docstring for the rule)."""
     if kind not in KINDS:
@@ -224,16 +226,16 @@ def judge(
         id=id, statement=statement, expected=expected, measured=measured, paper=paper,
         kind=kind, verdict=verdict, statistic=e.value, threshold=_threshold(decider.threshold),
         interval=e.interval, interval_method=e.method, n=e.n,
-        parts=[p.to_dict() for p in parts] if len(parts) > 1 else [],
+        parts=[p.to_dict() for p in parts] if len(parts) > 1 else [], figure=figure,
     )
 
 
 def not_applicable(id: str, statement: str, expected: str, paper: str, kind: Kind,
-                   measured: Any = None) -> Claim:
+                   measured: Any = None, figure: str | None = None) -> Claim:
     """A claim the run cannot judge: its sweep lacks what the claim needs (say what in
     `expected`, e.g. "needs β = 0.1 among betas")."""
     return Claim(id=id, statement=statement, expected=expected, measured=measured or {},
-                 paper=paper, kind=kind, verdict="not_applicable")
+                 paper=paper, kind=kind, verdict="not_applicable", figure=figure)
 
 
 def finite(*values: float) -> bool:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gradprobe import plots
 from gradprobe.claims import finite
 from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
@@ -36,7 +37,6 @@ from gradprobe.experiments.shattered_1d import build_resnet
 from gradprobe.nets.mlp import MLP
 from gradprobe.probes.activity import activity
 from gradprobe.probes.shattering import grid
-from gradprobe.report import plots
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
+from gradprobe import plots
 from gradprobe.claims import finite
 from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.report import plots
 from gradprobe.tasks.parity import (
     parity_labels,
     parity_net,

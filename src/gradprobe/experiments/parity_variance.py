@@ -30,12 +30,12 @@ from typing import Literal
 
 import torch
 
+from gradprobe import plots
 from gradprobe.claims import finite
 from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.probes.target_variance import per_sample_jacobians, target_variance
-from gradprobe.report import plots
 from gradprobe.tasks.parity import (
     all_inputs,
     parity_labels,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gradprobe.report.plots import COLORS, figure, save
+from gradprobe.plots import COLORS, figure, save
 
 
 def plot_report(r: dict[str, Any], path: Path) -> Path:
