@@ -289,13 +289,14 @@ def claims(res: dict, cfg: Config) -> list[Claim]:
         measured = {v: float(np.mean(_values(res, v, L, "init", "lag1"))) for v in built}
         measured["relu_interval"] = base.interval
         c1 = judge("remedies_keep_correlation", st1, exp1, PAPER, "empirical", parts,
-                   measured=measured)
+                   measured=measured, figure="remedies_heatmap.png")
     st2 = ("across variants at the largest depth, lag-1 at init and test accuracy after "
            "training are positively rank-correlated")
     exp2 = "Spearman ρ > 0, percentile-bootstrap interval over variants above 0"
-    rows = [(float(np.mean(_values(res, v, L, "init", "lag1"))),
-             float(np.mean(_values(res, v, L, "trained", "accuracy")))) for v in built]
-    rows = [r for r in rows if all(math.isfinite(x) for x in r)]
+    by_variant = {v: (float(np.mean(_values(res, v, L, "init", "lag1"))),
+                      float(np.mean(_values(res, v, L, "trained", "accuracy")))) for v in built}
+    by_variant = {v: r for v, r in by_variant.items() if all(math.isfinite(x) for x in r)}
+    rows = list(by_variant.values())
     if len(rows) < 4:
         c2 = not_applicable("correlation_predicts_trainability", st2,
                             "needs ≥ 4 variants measured at the largest depth", PAPER,
@@ -305,7 +306,8 @@ def claims(res: dict, cfg: Config) -> list[Claim]:
         c2 = judge("correlation_predicts_trainability", st2, exp2, PAPER, "empirical",
                    Part("spearman", est, ">", 0.0),
                    measured={"spearman": est.value, "interval": est.interval,
-                             "variants": dict(zip(built, rows, strict=False))})
+                             "variants": by_variant},
+                   figure="remedies_vs_depth.png")
     return [c1, c2]
 
 
@@ -325,7 +327,7 @@ def _table(res: dict, cfg: Config, when: str) -> tuple[list[str], np.ndarray]:
 def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
-    from gradprobe.report import plots
+    from gradprobe import plots
 
     out_dir = Path(out_dir)
     paths = []

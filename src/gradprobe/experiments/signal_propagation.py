@@ -229,7 +229,8 @@ def claims(res: dict, cfg: Config) -> list[Claim]:
                 "bootstrap over nets)")
     if crossing_parts:
         c1 = judge("criticality_located", statement, expected, PAPER, "empirical",
-                   crossing_parts, measured={**measured, "skipped_no_theory_crossing": skipped})
+                   crossing_parts, measured={**measured, "skipped_no_theory_crossing": skipped},
+                   figure="phase_diagram.png")
     else:
         c1 = not_applicable("criticality_located", statement,
                             "needs a σ_w² grid that the layer-wise theory's slope crosses 0 in",
@@ -249,7 +250,8 @@ def claims(res: dict, cfg: Config) -> list[Claim]:
                  f"(σ_b², σ_w²) with |σ_w²/σ_w²_c − 1| ≥ {cfg.critical_margin:g} (t interval "
                  "over nets at the layer whose interval reaches furthest out)")
     if corr_parts:
-        c2 = judge("depth_scale_matches", statement2, expected2, PAPER, "empirical", corr_parts)
+        c2 = judge("depth_scale_matches", statement2, expected2, PAPER, "empirical", corr_parts,
+                   figure="phase_diagram.png")
     else:
         c2 = not_applicable("depth_scale_matches", statement2,
                             "needs σ_w² values away from criticality", PAPER, "empirical")
@@ -257,7 +259,7 @@ def claims(res: dict, cfg: Config) -> list[Claim]:
 
 
 def plot(res: dict, cfg: Config, out_dir: Path) -> list[Path]:
-    from gradprobe.report import plots
+    from gradprobe import plots
 
     out_dir = Path(out_dir)
     th, ms = res["theory"], res["measured"]
