@@ -25,8 +25,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from gradprobe.diagnosis.monitor import DEFAULT_PROBES, GradientMonitor  # noqa: E402
 from gradprobe.nets.tuple_nets import N1, init_trunc_normal_  # noqa: E402
-from gradprobe.probes.monitor import DEFAULT_PROBES, GradientMonitor  # noqa: E402
 
 
 def mlp_problem(g: torch.Generator):

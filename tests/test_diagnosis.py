@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import gradprobe as gp
-from gradprobe.probes.verdicts import Thresholds
+from gradprobe.diagnosis.verdicts import Thresholds
 
 F = nn.functional
 

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gradprobe.probes.activity import RELU_LIKE
+from gradprobe.probes.activity import is_relu_like
 from gradprobe.probes.variance import MomentHooks, Reduction, affine_modules
 
 PROBES = ("grad_norm", "snr", "activity", "weight_norm", "histograms")
@@ -139,7 +139,7 @@ class GradientMonitor:
         if "activity" in self.probes:
             names = {m: n for n, m in model.named_modules()}
             self._handles += [m.register_forward_hook(self._activity_hook(names[m]))
-                              for m in model.modules() if isinstance(m, RELU_LIKE)]
+                              for m in model.modules() if is_relu_like(m)]
         self._capturing = False
 
     # ---- hooks -------------------------------------------------------------------------------
