@@ -20,8 +20,9 @@ import time
 
 import torch
 
-from gradprobe.tasks.parity import hinge, parity_labels, parity_net, sample_inputs, sample_secret
+from gradprobe.tasks.parity import parity_labels, parity_net, sample_inputs, sample_secret
 from gradprobe.training.ensemble import SGD, Ensemble
+from gradprobe.training.metrics import hinge
 
 CHUNK = 100  # steps of data drawn per call (the experiment draws one evaluation interval)
 

@@ -33,7 +33,7 @@ def test_list_names_every_spec_experiment():
     r = gp("list")
     assert r.returncode == 0, r.stderr
     names = [line.split()[0] for line in r.stdout.splitlines()]
-    assert names == list(registry.ORDER)
+    assert names == list(registry.experiments())
     assert not registry.BROKEN
 
 

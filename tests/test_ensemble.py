@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from gradprobe.tasks.parity import hinge, parity_labels, parity_net, sample_inputs, sample_secret
+from gradprobe.tasks.parity import parity_labels, parity_net, sample_inputs, sample_secret
 from gradprobe.training.ensemble import SGD, Adam, Ensemble
+from gradprobe.training.metrics import hinge
 
 D, B, STEPS = 6, 32, 40
 

@@ -10,15 +10,15 @@ import torch
 from gradprobe.runs import context as context_mod
 from gradprobe.runs.store import execute, resolve
 from gradprobe.tasks.parity import (
-    accuracy,
     all_inputs,
-    hinge,
     parity_labels,
     parity_matrix,
     parity_net,
     sample_inputs,
 )
 from gradprobe.training.ensemble import Ensemble
+from gradprobe.training.metrics import hinge
+from gradprobe.training.metrics import sign_accuracy as accuracy
 
 
 def test_parity_matrix_is_hadamard_and_matches_labels() -> None:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from gradprobe.claims import Claim
+from gradprobe import plots
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.report import plots
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="parallel processes (default: number of CPU cores)")
     rp.add_argument("--address", default=None, help="Ray cluster address (default: local Ray)")
 
+    sw = sub.add_parser("sweep", help="one run per value of a config key; verdicts side by side")
+    sw.add_argument("experiment")
+    sw.add_argument("values", metavar="KEY=V1,V2,...", help="the key and the values to try")
+    _common(sw)
+    sw.add_argument("--workers", type=int, default=None, help="parallel processes (default 2)")
+
     s = sub.add_parser("show", help="the claims table of a finished run")
     s.add_argument("run_dir", type=Path)
 
@@ -103,6 +109,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         os.environ["GRADPROBE_THREADS"] = str(args.threads)  # inherited by worker processes
     if args.command == "run":
         return _run(args)
+    if args.command == "sweep":
+        return _sweep(args)
     return _reproduce(args)
 
 
@@ -128,6 +136,30 @@ def _run(args: argparse.Namespace) -> int:
     summary = execute(req, force=args.force)
     _print_summary(summary, req.run_dir)
     return _exit_code([summary], args.strict)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from gradprobe.errors import UsageError
+    from gradprobe.runs.sweep import sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    doc = sweep(args.experiment, args.values, args.scale, args.seed, args.out, args.device,
+                args.force, args.workers)
+    colour = {"holds": "green", "fails": "red", "inconclusive": "yellow"}
+    table = Table(title=f"{doc['experiment']}: verdicts by {doc['key']}")
+    table.add_column("claim")
+    for v in doc["values"]:
+        table.add_column(escape(f"{doc['key']}={v}"))
+    for cid, vs in doc["verdicts"].items():
+        table.add_row(escape(cid), *(f"[{colour.get(v, 'bright_black')}]{v}[/]" for v in vs))
+    Console(width=160).print(table)
+    print(f"sweep: {doc['path']}")
+    return EXIT_RUN_FAILED if "failed" in doc["status"] else EXIT_OK
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -169,7 +201,8 @@ def _show(run_dir: Path) -> int:
 def _exit_code(summaries: list[dict[str, Any]], strict: bool) -> int:
     if any(s.get("status") == "failed" for s in summaries):
         return EXIT_RUN_FAILED
-    if strict and any(not c["holds"] for s in summaries for c in s.get("claims", [])):
+    if strict and any(c.get("verdict", "holds" if c.get("holds") else "fails") != "holds"
+                      for s in summaries for c in s.get("claims", [])):
         return EXIT_CLAIM_FAILED
     return EXIT_OK
 
@@ -189,16 +222,16 @@ def _print_claims_table(summaries: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from gradprobe.report.build import fmt_measured
+    from gradprobe.report.claims_table import rows
 
+    colour = {"holds": "green", "fails": "red", "inconclusive": "yellow",
+              "not_applicable": "bright_black"}
     table = Table(show_lines=False)
-    for col in ("experiment", "claim", "expected", "measured", "holds"):
+    for col in ("experiment", "claim", "kind", "expected", "ours", "interval (n)", "verdict"):
         table.add_column(col, overflow="fold")
-    for s in summaries:
-        for c in s.get("claims", []):
-            verdict = "[green]yes[/]" if c["holds"] else "[red]NO[/]"
-            table.add_row(s["experiment"], c["id"], c["expected"],
-                          fmt_measured(c["measured"], 80), verdict)
+    for r in rows(summaries):
+        table.add_row(r.experiment, r.claim, r.kind, r.expected, r.ours[:80], r.interval,
+                      f"[{colour.get(r.verdict, 'white')}]{r.verdict}[/]")
     Console(width=160).print(table)
 
 

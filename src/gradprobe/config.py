@@ -11,7 +11,7 @@ import dataclasses
 import json
 import types
 import typing
-from typing import Any, Literal, Self, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal, Self, get_args, get_origin, get_type_hints
 
 from gradprobe.errors import ConfigError
 
@@ -19,11 +19,23 @@ SCALES = ("smoke", "quick", "paper")
 
 
 @dataclasses.dataclass(frozen=True)
+class FreeChoice:
+    """A choice the paper leaves open and a verdict rests on (SPEC D1): the values worth
+    trying (`gradprobe sweep` runs each) and why it is open."""
+
+    values: tuple[Any, ...]
+    why: str
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
     """Base class. Subclasses define fields with defaults and `smoke`/`quick`/`paper` classmethods.
 
     Field types may be int, float, bool, str, Literal[...], X | None, and tuple[T, ...] of those.
+    `FREE_CHOICES` names the fields that are open choices of the paper (SPEC D1).
     """
+
+    FREE_CHOICES: ClassVar[dict[str, FreeChoice]] = {}
 
     @classmethod
     def smoke(cls) -> Self:
@@ -48,6 +60,11 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def free_choices(self) -> dict[str, dict[str, Any]]:
+        """summary.json's `free_choices`: {KEY: {"value", "values", "why"}} (SPEC D1)."""
+        return {k: {"value": _jsonable(getattr(self, k)), "values": _jsonable(fc.values),
+                    "why": fc.why} for k, fc in self.FREE_CHOICES.items()}
 
 
 def require(condition: bool, message: str) -> None:

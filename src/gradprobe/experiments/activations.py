@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.experiments.shattered_1d import Config as C1Config
@@ -35,7 +37,6 @@ from gradprobe.experiments.shattered_1d import build_resnet
 from gradprobe.nets.mlp import MLP
 from gradprobe.probes.activity import activity
 from gradprobe.probes.shattering import grid
-from gradprobe.report import plots
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,13 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.convnets import shattering_net
 from gradprobe.probes.shattering import input_gradients, relative_effective_rank
-from gradprobe.report import plots
 from gradprobe.runtime import derive_seed
 from gradprobe.tasks.images import ImageData, find_cifar, load_images
 

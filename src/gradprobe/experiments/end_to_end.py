@@ -31,7 +31,9 @@ from typing import Literal
 
 import torch
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.tuple_nets import (
@@ -40,7 +42,6 @@ from gradprobe.nets.tuple_nets import (
     end_to_end_loss,
     make_tuple_net,
 )
-from gradprobe.report import plots
 from gradprobe.tasks.lines import sample_lines, sample_tuples
 
 METHODS = ("e2e", "dec")

@@ -27,10 +27,11 @@ from typing import Literal
 
 import torch
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.report import plots
 from gradprobe.tasks import steps as task
 
 Variant = Literal["smooth_approx", "end_to_end", "multiclass", "forward_only"]

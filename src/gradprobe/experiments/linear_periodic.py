@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.probes.target_variance import target_variance
-from gradprobe.report import plots
 from gradprobe.tasks.parity import parity_net
 from gradprobe.tasks.periodic import periodic_targets, sample_directions, sample_gaussian_inputs
 from gradprobe.theory.parity import fit_slope

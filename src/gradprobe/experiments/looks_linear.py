@@ -31,11 +31,12 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.convnets import MODELS, build_model, n_params, stage_plan
-from gradprobe.report import plots
 from gradprobe.tasks.images import ImageData, augment, find_cifar, load_images
 
 LABELS = {"crelu_ll": "CReLU + LL", "crelu": "CReLU (He)", "resnet": "ResNet",

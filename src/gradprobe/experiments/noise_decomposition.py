@@ -33,11 +33,12 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, vmap
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.init import trunc_normal_fan_in_
-from gradprobe.report import plots
 
 METHODS = ("e2e", "dec")
 LABELS = {"e2e": "end-to-end", "dec": "decomposition"}

@@ -25,19 +25,20 @@ from pathlib import Path
 
 import torch
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
-from gradprobe.report import plots
 from gradprobe.tasks.parity import (
-    accuracy,
-    hinge,
     parity_labels,
     parity_net,
     sample_inputs,
     sample_secret,
 )
 from gradprobe.training.ensemble import SGD, Ensemble
+from gradprobe.training.metrics import hinge
+from gradprobe.training.metrics import sign_accuracy as accuracy
 
 SMALL_D, LARGE_D = 10, 20  # claim ranges: learned for d ≤ 10, at chance for d ≥ 20
 LEARNED, CHANCE_TOL = 0.95, 0.07

@@ -30,14 +30,14 @@ from typing import Literal
 
 import torch
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.probes.target_variance import per_sample_jacobians, target_variance
-from gradprobe.report import plots
 from gradprobe.tasks.parity import (
     all_inputs,
-    hinge,
     parity_labels,
     parity_net,
     sample_inputs,
@@ -45,6 +45,7 @@ from gradprobe.tasks.parity import (
     stratified_secrets,
 )
 from gradprobe.theory.parity import fit_slope, parity_bound, parity_hinge_variance
+from gradprobe.training.metrics import hinge
 
 SLOPE_RANGE = (-1.3, -0.7)
 REFERENCE_RATIO = {6: 0.99, 8: 0.81, 10: 0.89, 12: 0.84}  # SPEC A2's reference run (one seed)

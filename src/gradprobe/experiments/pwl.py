@@ -27,11 +27,12 @@ from typing import Literal
 
 import torch
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.init import trunc_normal_fan_in_
-from gradprobe.report import plots
 from gradprobe.tasks import pwl as task
 from gradprobe.theory import conditioning as theory
 

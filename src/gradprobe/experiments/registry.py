@@ -1,4 +1,4 @@
-"""Finds every experiment module in this package (each defines EXPERIMENT) in SPEC order."""
+"""Finds every experiment module in this package (each defines EXPERIMENT), in SPEC-id order."""
 
 from __future__ import annotations
 
@@ -10,12 +10,6 @@ from functools import cache
 from gradprobe.errors import UsageError
 from gradprobe.experiments.base import Experiment
 
-# SPEC order, used for listing and for `reproduce`; modules not named here come after, sorted.
-ORDER = (
-    "parity", "parity_variance", "linear_periodic", "end_to_end", "snr", "noise_decomposition",
-    "pwl", "flat_activation", "vanishing", "shattered_1d", "shattered_theory", "activations",
-    "convnet_shattering", "looks_linear",
-)
 _NOT_EXPERIMENTS = {"base", "registry"}
 BROKEN: dict[str, str] = {}  # module name → import error, for tests and `list`
 
@@ -39,8 +33,14 @@ def experiments() -> dict[str, Experiment]:
         exp = getattr(module, "EXPERIMENT", None)
         if isinstance(exp, Experiment):
             found[exp.name] = exp
-    rank = {n: i for i, n in enumerate(ORDER)}
-    return dict(sorted(found.items(), key=lambda kv: (rank.get(kv[0], len(ORDER)), kv[0])))
+    return dict(sorted(found.items(), key=lambda kv: (spec_key(kv[1].spec), kv[0])))
+
+
+def spec_key(spec: str) -> tuple[str, int]:
+    """Sort key of a SPEC id: 'A9' before 'A10', parts in letter order."""
+    letters = spec.rstrip("0123456789")
+    digits = spec[len(letters):]
+    return (letters, int(digits) if digits else 0)
 
 
 def get(name: str) -> Experiment:

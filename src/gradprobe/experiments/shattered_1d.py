@@ -29,13 +29,14 @@ from typing import Literal
 
 import torch
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.mlp import MLP
 from gradprobe.nets.resnet import ResNet
 from gradprobe.probes.shattering import autocorrelation, covariance_image, grid, input_gradients
-from gradprobe.report import plots
 
 
 @dataclass(frozen=True)

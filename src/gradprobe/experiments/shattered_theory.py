@@ -37,13 +37,14 @@ from pathlib import Path
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.highway import HighwayNet
 from gradprobe.nets.mlp import MLP
 from gradprobe.nets.resnet import ResNet
-from gradprobe.report import plots
 from gradprobe.theory import shattering as th
 
 ARCHS = ("feedforward", "resnet_bn", "resnet", "highway", "highway_bn")

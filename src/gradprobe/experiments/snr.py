@@ -35,12 +35,13 @@ from typing import Literal
 import torch
 from torch import nn
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.tuple_nets import decomposition_loss, end_to_end_loss, make_tuple_net
 from gradprobe.probes.snr import gradient_snr
-from gradprobe.report import plots
 from gradprobe.tasks.lines import LineParams, draw_lines, sample_params
 
 METHODS = ("e2e", "dec")

@@ -30,12 +30,13 @@ from typing import Literal
 import numpy as np
 import torch
 
-from gradprobe.claims import Claim, finite
+from gradprobe import plots
+from gradprobe.claims import finite
+from gradprobe.claims import legacy_claim as Claim
 from gradprobe.config import ExperimentConfig, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.mlp import MLP
 from gradprobe.probes.layers import layer_gradients
-from gradprobe.report import plots
 
 ACTS = ("sigmoid", "tanh", "relu")
 NIELSEN = {3: [0.012, 0.060, 0.283], 4: [0.003, 0.017, 0.070, 0.285]}  # MNIST, ch. 5

@@ -42,10 +42,12 @@ class RunContext:
             checkpoint_every_s = float(os.environ.get("GRADPROBE_CHECKPOINT_EVERY", "30"))
         self.checkpoint_every_s = checkpoint_every_s
         self._last_checkpoint = time.monotonic()
+        self._saves = 0  # checkpoints and stages written by this process (fault injection)
         self._ckpt_dir = self.run_dir / "checkpoints"
         self._stage_dir = self.run_dir / "stages"
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.resumed = False
+        self.diverged: list[str] = []  # reasons, from fit() or an experiment (mark_diverged)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._restore_metrics()
         self._metrics = open(self.metrics_path, "a", encoding="utf-8")  # noqa: SIM115
@@ -80,6 +82,10 @@ class RunContext:
             with open(self.metrics_path, "r+b") as f:
                 f.truncate(min(max(offsets), self.metrics_path.stat().st_size))
 
+    def mark_diverged(self, reason: str) -> None:
+        """Record that a computation met NaN/Inf: the run ends with status 'diverged'."""
+        self.diverged.append(str(reason))
+
     # ---- progress ----------------------------------------------------------------------
     @contextmanager
     def progress(self, total: int, description: str) -> Iterator[Callable[[int], None]]:
@@ -113,6 +119,7 @@ class RunContext:
         write_bytes(path, json.dumps(doc).encode())
         for ckpt in self._ckpt_dir.glob("*.pt"):
             ckpt.unlink()
+        self._saved()
         return result
 
     def checkpoint_due(self) -> bool:
@@ -127,6 +134,16 @@ class RunContext:
         torch.save({"state": state, "metrics_offset": self._metrics_offset()}, buf)
         write_bytes(self._ckpt_dir / f"{_safe(name)}.pt", buf.getvalue())
         self._last_checkpoint = time.monotonic()
+        self._saved()
+
+    def _saved(self) -> None:
+        """Fault injection for the resume tests: GRADPROBE_FAULT_KILL_AFTER_SAVES=N makes this
+        process SIGKILL itself right after its N-th checkpoint or stage write."""
+        self._saves += 1
+        if os.environ.get("GRADPROBE_FAULT_KILL_AFTER_SAVES") == str(self._saves):
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def load_checkpoint(self, name: str = "state") -> dict[str, Any] | None:
         """The last saved state under `name`, or None. Loaded with weights_only=True."""

@@ -113,14 +113,18 @@ def execute(req: RunRequest, force: bool = False, quiet: bool = False) -> dict[s
     start = time.perf_counter()
     base = {
         "experiment": req.experiment.name,
+        "spec": req.experiment.spec,
+        "title": req.experiment.title,
+        "source": req.experiment.source,
         "run_id": req.run_id,
         "scale": req.scale,
         "seed": req.seed,
         "config": req.config.to_dict(),
+        "free_choices": req.config.free_choices(),
     }
     try:
         results = req.experiment.run(req.config, ctx)
-        status = "diverged" if has_nonfinite(results) else "complete"
+        status = "diverged" if ctx.diverged or has_nonfinite(results) else "complete"
         claims = [c.to_dict() for c in req.experiment.claims(results, req.config)]
         figures = [Path(p).name for p in req.experiment.plot(results, req.config, run_dir)]
     except Exception as exc:  # recorded, reported with exit code 3 by the CLI
@@ -141,6 +145,7 @@ def execute(req: RunRequest, force: bool = False, quiet: bool = False) -> dict[s
         "claims": claims,
         "figures": figures,
         "resumed": ctx.resumed,
+        **({"diverged": ctx.diverged} if ctx.diverged else {}),
         "elapsed_s": round(time.perf_counter() - start, 2),
         "device": req.device.type,
         "version": gradprobe.__version__,

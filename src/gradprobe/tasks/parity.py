@@ -60,19 +60,6 @@ def parity_matrix(d: int, secrets: Tensor | None = None,
     return 1.0 - 2.0 * bits
 
 
-def hinge(pred: Tensor, y: Tensor) -> Tensor:
-    """Hinge loss max(0, 1 − y·ŷ) averaged over the last (batch) axis.
-
-    pred (..., B, 1) or (..., B), y (..., B) → (...): a scalar for one model, (S,) for a stack.
-    """
-    return torch.clamp(1.0 - y * pred.reshape(y.shape), min=0.0).mean(-1)
-
-
-def accuracy(pred: Tensor, y: Tensor) -> Tensor:
-    """Mean 1[y·ŷ > 0] over the last axis; pred (..., B, 1) or (..., B), y (..., B)."""
-    return (y * pred.reshape(y.shape) > 0).float().mean(-1)
-
-
 def stratified_secrets(d: int, budget: int, generator: torch.Generator,
                        enumerate_max: int | None = None,
                        device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
