@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gradprobe.report.plots import COLORS, figure, save
+from gradprobe.plots import COLORS, figure, save
 
 
 def plot_report(r: dict[str, Any], path: Path,
@@ -16,6 +16,7 @@ def plot_report(r: dict[str, Any], path: Path,
     speed per layer (with the product bound), batch-gradient SNR per layer, activation /
     co-activation per ReLU layer, input gradient along a segment."""
     panels = panels or ["speed", "snr", "activity", "shattering"]
+    r = _numbers(r)
     cols = 2 if len(panels) > 1 else 1
     rows = (len(panels) + cols - 1) // cols
     fig, ax = figure(rows, cols, width=5.2, height=3.4)
@@ -27,6 +28,15 @@ def plot_report(r: dict[str, Any], path: Path,
     fired = [f["kind"] for f in r["findings"] if f["fired"]]
     fig.suptitle(f"gradprobe: {r['model']} — " + (", ".join(fired) if fired else "no pathology"))
     return save(fig, path)
+
+
+def _numbers(o: Any) -> Any:
+    """The JSON dict with its "inf"/"-inf" strings (non-finite values) back as floats."""
+    if isinstance(o, dict):
+        return {k: _numbers(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_numbers(v) for v in o]
+    return float(o) if o in ("inf", "-inf") else o
 
 
 def _label(a: Any, title: str, ylabel: str, idx: list[int], names: list[str]) -> None:

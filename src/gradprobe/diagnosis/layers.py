@@ -72,7 +72,7 @@ def layer_rows(cap: Captured, B: int, m: int, reduction: str, batch_dim: int,
     speeds: list[Tensor] = []
     for c in cap.calls:
         u = c.unit
-        bd = rules.unit_batch_dim(u.module, batch_dim)
+        bd = rules.call_batch_dim(u.module, rules.first_tensor(*c.cap), batch_dim, B)
         params = list(u.params.values())
         w_ok = all(bool(torch.isfinite(p).all()) for p in params)
         o_ok = all(bool(torch.isfinite(o).all()) for o in c.outs)
@@ -91,21 +91,28 @@ def layer_rows(cap: Captured, B: int, m: int, reduction: str, batch_dim: int,
                              "params": [names[id(p)] for p in params]}
         g0 = c.gouts[0] if c.gouts else None
         s = None
+        n_u = rules.first_tensor(*c.cap).shape[bd]
+        if n_u != B:  # e.g. position embeddings: one input broadcast over the batch
+            d["reason"] = (f"its input holds {n_u} sample(s), not the batch's {B} (shared across "
+                           "the batch): per-sample gradients are not separable here")
+            g0 = None
+            d["grad_norm"] = float(torch.cat([cap.param_grads[k].reshape(-1) for k in
+                                              d["params"] if k in cap.param_grads]).norm())
         if g0 is not None:
             gf = rules.f32(rules.to_front(g0, bd))
             s = gf.reshape(gf.shape[0], -1).norm(dim=1) * inv_c  # (B,) ‖∂ℓ_i/∂z_i‖
             d["speed"] = float(s.mean())
         speeds.append(s if s is not None else torch.zeros(B))
-        mu = min(m, rules.first_tensor(*c.cap).shape[bd])
-        d.update(grad_norm=None, snr=None, snr_se=None, batch_snr=None, signal=None,
-                 noise=None, below_noise=None)
-        if mu >= 2 and w_ok and o_ok and g_ok:
+        mu = min(m, n_u)
+        d.setdefault("grad_norm", None)
+        d.update(snr=None, snr_se=None, batch_snr=None, signal=None, noise=None,
+                 below_noise=None)
+        if mu >= 2 and n_u == B and w_ok and o_ok and g_ok:
             try:
                 K = gram(c, bd, rules.first_tensor(*c.cap).shape[bd], mu, inv_c)
                 res = snr_from_gram(K)
             except Exception as e:  # a module the generic rule cannot re-run alone
-                notes.append(f"{c.key}: per-sample gradients failed ({type(e).__name__}: {e});"
-                             " batch-level statistics only")
+                d["reason"] = f"per-sample gradients failed ({type(e).__name__}: {e})"
             else:
                 d.update(grad_norm=math.sqrt(max(float(K.mean()), 0.0)), snr=res.snr,
                          snr_se=res.signal_se / res.noise if res.noise > 0 else None,

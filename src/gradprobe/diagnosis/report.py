@@ -100,7 +100,9 @@ class ProbeReport:
 
     def table(self) -> str:
         """The report as plain-text tables."""
-        return text.report(self.to_dict(), SECTIONS)
+        d = asdict(self)
+        d["findings"] = [f.to_dict() for f in self.findings]
+        return text.report(d, SECTIONS)
 
     def __str__(self) -> str:
         return self.table()
@@ -178,12 +180,13 @@ def probe(
             if s.judge is not None:
                 findings += s.judge(results[s.key], thresholds, ctx)
     missing = uncovered(model, units, {c.name for c in cap.calls})
-    measured = {p for d in results.get("layers", []) if d.get("snr") is not None
-                for p in d["params"]}
+    rows = results.get("layers", [])
+    measured = {p for d in rows if d.get("snr") is not None for p in d["params"]}
+    why = {p: d["reason"] for d in rows if "reason" in d for p in d["params"]}
     trainable = [k for k, p in model.named_parameters() if p.requires_grad]
     for k in trainable:
         if k not in missing and k not in measured:
-            missing[k] = "per-sample gradients unavailable (see notes); batch gradient only"
+            missing[k] = why.get(k, "no finite per-sample statistics") + "; batch gradient only"
     if missing:
         notes.append(f"not measured per sample: {len(missing)} of {len(trainable)} parameter "
                      "tensors: " + "; ".join(f"{k} ({why})" for k, why in list(missing.items())[:8])

@@ -71,6 +71,16 @@ def unit_batch_dim(m: nn.Module, batch_dim: int) -> int:
     return batch_dim if bf is None else (0 if bf else 1)
 
 
+def call_batch_dim(m: nn.Module, x: Tensor, batch_dim: int, n: int | None) -> int:
+    """Where module m's input x holds the n samples: m's own `batch_first`, else batch_dim, else
+    (after a pooling over the sequence, say) the first dim of size n."""
+    bd = unit_batch_dim(m, batch_dim)
+    if n is None or (x.dim() > bd and x.shape[bd] == n):
+        return bd
+    found = batched_dim(x, bd, n)
+    return bd if found is None else found
+
+
 def first_tensor(args: tuple, kwargs: dict) -> Tensor:
     """The module's main input: its first positional tensor, else its first keyword tensor."""
     for a in (*args, *kwargs.values()):

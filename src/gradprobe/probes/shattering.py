@@ -191,12 +191,14 @@ def segment_shattering(model: nn.Module, x: Tensor, segments: int = 4, points: i
     k = max(1, min(segments, n // 2))
     paths = torch.cat([segment(x[2 * j], x[2 * j + 1], points) for j in range(k)])
     grads = input_gradients(model, paths, project).reshape(k, points, -1)
+    gb = input_gradients(model, x[: min(n, 256)], project)
+    if not (torch.isfinite(grads).all() and torch.isfinite(gb).all()):
+        return {"reason": "the input gradients are not finite"}
     chords = torch.stack([(x[2 * j + 1] - x[2 * j]).reshape(-1) for j in range(k)])  # (k, D)
     chords = chords / chords.norm(dim=1, keepdim=True).clamp_min(1e-30)
     traces = torch.einsum("kpd,kd->kp", grads, chords)  # directional derivatives (k, points)
     acf = autocorrelation(traces, min(points - 1, 20))
     lag1 = [float(a) for a in acf[:, 1]]
-    gb = input_gradients(model, x[: min(n, 256)], project)
     return {
         "lag1": float(sum(v for v in lag1 if math.isfinite(v)) / max(1, len(lag1))),
         "lag1_per_segment": lag1, "points": points,

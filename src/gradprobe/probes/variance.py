@@ -35,12 +35,12 @@ from torch.utils._pytree import tree_flatten
 from gradprobe.probes.hooks import is_suspended
 from gradprobe.probes.naming import CallNamer
 from gradprobe.probes.per_sample import (
+    call_batch_dim,
     closed_form_grads,
     f32,
     first_tensor,
     generic_grads,
     to_front,
-    unit_batch_dim,
 )
 from gradprobe.probes.units import Unit, kind_of, sample_units
 
@@ -115,15 +115,15 @@ def _sqnorm(t: Tensor) -> Tensor:
 
 
 def moments(unit: Unit, cap: tuple[tuple, dict], outs: list[Tensor], gouts: list[Tensor | None],
-            batch_dim: int = 0, elementwise: bool = False, need_mean: bool = True
-            ) -> dict[str, Raw]:
+            batch_dim: int = 0, elementwise: bool = False, need_mean: bool = True,
+            batch_size: int | None = None) -> dict[str, Raw]:
     """Raw moments of one unit call from its (args, kwargs), outputs and their gradients.
 
     need_mean=False leaves the weight's sum out (Linear / Conv1D: the caller reads it from the
     weight's own gradient, which autograd computes anyway).
     """
     m, kind = unit.module, unit.kind
-    bd = unit_batch_dim(m, batch_dim)
+    bd = call_batch_dim(m, first_tensor(*cap), batch_dim, batch_size)
     if kind == "generic":
         n = first_tensor(*cap).shape[bd]
         ps = generic_grads(m, unit.params, cap, outs, gouts, bd, n)
@@ -240,9 +240,13 @@ class MomentHooks:
             for k, v in modules.items()}
         self.reduction, self.elementwise, self.batch_dim = reduction, elementwise, batch_dim
         self.on_complete, self.loss_scale = on_complete, loss_scale
+        self.batch_size: int | None = None  # samples in the current forward, when known
         self.active = False
         self.raw: dict[str, dict[str, Raw]] = {}
         self.errors: dict[str, str] = {}
+        self.skipped: dict[str, str] = {}  # unit → why it is not measured
+        self.first_bad_output: str | None = None  # first call whose output was not finite
+        self.first_bad_grad: str | None = None  # first (in backward order) non-finite ∂L/∂out
         self.pending = 0
         self._namer = CallNamer()
         self._partial: dict[str, dict] = {}
@@ -278,6 +282,7 @@ class MomentHooks:
     def reset(self) -> None:
         """Forget everything pooled so far."""
         self.raw, self.pending, self._partial = {}, 0, {}
+        self.first_bad_output = self.first_bad_grad = None
         self._namer.reset()
 
     def new_forward(self) -> None:
@@ -309,21 +314,36 @@ class MomentHooks:
                 return
             key = self._namer(name)
             first = key == name
+            if self.first_bad_output is None and not all(bool(torch.isfinite(o).all())
+                                                         for o in outs):
+                self.first_bad_output = f"{key} (output)"
             cap = (tuple(a.detach() if isinstance(a, Tensor) else a for a in args),
                    {k: v.detach() if isinstance(v, Tensor) else v for k, v in kwargs.items()})
-            self.pending += 1
             unit = self.units[name]  # type: ignore[index]
+            bs = self.batch_size
+            if bs is not None:
+                x0 = first_tensor(*cap)
+                bd = call_batch_dim(m, x0, self.batch_dim, bs)
+                if x0.dim() <= bd or x0.shape[bd] != bs:
+                    self.skipped.setdefault(name, "its input is shared across the batch (e.g. "
+                                            "position embeddings): per-sample gradients are "
+                                            "not separable there")
+                    return
+            self.pending += 1
 
             def grad_hook(*gs: Any) -> None:
                 gouts = list(gs[0]) if len(gs) == 1 and isinstance(gs[0], tuple | list) \
                     else list(gs)
                 via_param = self._own_weight.get(name, False) and first
+                if self.first_bad_grad is None and not all(
+                        q is None or bool(torch.isfinite(q).all()) for q in gouts):
+                    self.first_bad_grad = f"{key} (gradient)"
                 try:
                     s = self._scale()
                     gouts = [None if q is None else q.detach() / s for q in gouts]
                     with torch.no_grad():
                         res = moments(unit, cap, outs, gouts, self.batch_dim, self.elementwise,
-                                      need_mean=not via_param)
+                                      need_mean=not via_param, batch_size=bs)
                 except Exception as e:  # never break the user's backward
                     self._error(key, e)
                     self._done()
