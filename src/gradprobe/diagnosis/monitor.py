@@ -76,6 +76,9 @@ class GradientMonitor:
     probes: a subset of PROBES. reduction: how the loss reduces per-sample losses ('mean' or
         'sum'). modules: {name: module} to track (default: every unit of the model).
     optimizer: count optimizer steps and pool micro-batches (gradient accumulation).
+    accumulation: 'mean' (default) when each micro-batch's loss is divided by the number of
+        micro-batches, 'sum' when it is not (e.g. Hugging Face's Trainer for a model whose forward
+        takes **kwargs but ignores num_items_in_batch).
     scaler: a torch GradScaler whose scale is divided out. batch_dim: where samples sit.
     keep_history: keep {"step", tag: value} dicts in `history` (default True).
     """
@@ -84,11 +87,8 @@ class GradientMonitor:
                  probes: Iterable[str] = DEFAULT_PROBES, reduction: Reduction = "mean",
                  modules: dict[str, nn.Module] | None = None, keep_history: bool = True,
                  optimizer: torch.optim.Optimizer | None = None, scaler: Any = None,
-                 batch_dim: int = 0) -> None:
-        if isinstance(every, bool) or not isinstance(every, int):
-            raise TypeError(f"every must be an int number of steps, got {every!r}")
-        if every < 1:
-            raise ValueError(f"every must be a positive number of steps, got {every}")
+                 batch_dim: int = 0, accumulation: Reduction = "mean") -> None:
+        self._check_every(every)
         if _compiled(model):
             raise ValueError("GradientMonitor: the model is compiled; attach the monitor to the "
                              "uncompiled model before torch.compile (hooks added later are not "
@@ -115,7 +115,8 @@ class GradientMonitor:
                 return float(scaler.get_scale()) if scaler.is_enabled() else 1.0
         if grads and units:
             self._moments = MomentHooks(units, reduction, on_complete=self._backward_done,
-                                        batch_dim=batch_dim, loss_scale=loss_scale).attach(model)
+                                        batch_dim=batch_dim, loss_scale=loss_scale,
+                                        accumulation=accumulation).attach(model)
         self._acts: dict[str, list] = {}
         self._act_namer = CallNamer()
         self._handles = [model.register_forward_pre_hook(self._pre_forward, with_kwargs=True),
@@ -125,7 +126,7 @@ class GradientMonitor:
             self._handles += [m.register_forward_hook(self._activity_hook(names[m]))
                               for m in model.modules() if is_relu_like(m)]
         if optimizer is not None:
-            self._handles.append(optimizer.register_step_pre_hook(self._optimizer_step))
+            self._handles.append(optimizer.register_step_post_hook(self._optimizer_step))
         self._scaler_update = None
         if scaler is not None and optimizer is not None:  # a step skipped on inf still ends
             self._scaler_update = scaler.update
@@ -139,7 +140,18 @@ class GradientMonitor:
         self._capturing = False
         self._stepped = False
         self._first_written = False
+        if optimizer is not None:  # step 0's window is open from the start
+            self._begin()
+            self._open(True)
         self._sinks = sinks(writer)  # last: a bad writer leaves nothing open
+
+    @staticmethod
+    def _check_every(every: Any) -> None:
+        """TypeError unless an int (not a bool); ValueError unless ≥ 1."""
+        if isinstance(every, bool) or not isinstance(every, int):
+            raise TypeError(f"every must be an int number of steps, got {every!r}")
+        if every < 1:
+            raise ValueError(f"every must be a positive number of steps, got {every}")
 
     def _coverage(self, model: nn.Module, units: dict[str, Unit]) -> list[str]:
         held = {id(p) for u in units.values() for p in u.params.values()}
@@ -158,52 +170,64 @@ class GradientMonitor:
             self._moments.reset()
         self._acts = {}
 
+    def _open(self, on: bool) -> None:
+        """Start or stop capturing (optimizer mode: the window of one whole optimizer step)."""
+        self._capturing = on
+        if self._moments is not None:
+            self._moments.active = on
+
+    def _new_forward(self, args: tuple, kwargs: Any) -> None:
+        self._act_namer.reset()
+        if self._moments is not None:
+            self._moments.new_forward()
+            try:
+                self._moments.batch_size = batch_size(args if args else kwargs, self.batch_dim)
+            except (ValueError, IndexError):
+                self._moments.batch_size = None
+
     def _pre_forward(self, module: nn.Module, args: tuple, kwargs: Any = None) -> None:
         if not torch.is_grad_enabled() or is_suspended():
             return
-        if self.optimizer is None:
-            if self._step is not None:  # the previous probed step never finished its backward
-                self._finish()
-            if self.steps % self.every == 0:
-                self._begin()
-                self._capturing = True
-            self.steps += 1
-        else:
-            if self._step is None and self.steps % self.every == 0:
-                self._begin()
-            self._capturing = self._step is not None
-        if self._capturing:
-            self._act_namer.reset()
-            if self._moments is not None:
-                self._moments.new_forward()
-                self._moments.active = True
-                try:
-                    self._moments.batch_size = batch_size(args if args else kwargs,
-                                                          self.batch_dim)
-                except (ValueError, IndexError):
-                    self._moments.batch_size = None
+        if self.optimizer is not None:  # steps are counted by the optimizer
+            if self._capturing:
+                self._new_forward(args, kwargs)
+            return
+        if self._step is not None:  # the previous probed step never finished its backward
+            self._finish()
+        if self.steps % self.every == 0:
+            self._begin()
+            self._open(True)
+            self._new_forward(args, kwargs)
+        self.steps += 1
 
     def _post_forward(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if self._capturing and not is_suspended():
-            self._capturing = False
-            if self._moments is not None:
-                self._moments.active = False
-            if self.optimizer is None and (self._moments is None or self._moments.pending == 0):
+        if self.optimizer is None and self._capturing and not is_suspended():
+            self._open(False)
+            if self._moments is None or self._moments.pending == 0:
                 self._finish()  # nothing captured: no backward to wait for
 
     def _backward_done(self) -> None:
         if self.optimizer is None:
             self._finish()
+        else:  # a micro-batch's backward is complete: the next forward numbers calls afresh
+            self._new_forward((), {})
 
     def _optimizer_step(self, opt: Any, args: Any, kwargs: Any) -> None:
+        """After optimizer.step (post hook: Lightning runs forward and backward inside step's
+        closure): write the probed step, then open the next one's window if it is probed."""
         if self._step is not None:
             self._finish()
         self.steps += 1
         self._stepped = True
+        if self.steps % self.every == 0:
+            self._begin()
+            self._open(True)
+        else:
+            self._open(False)
 
     def _activity_hook(self, name: str):
         def hook(m: nn.Module, args: tuple, output: Any) -> None:
-            if not self._capturing or is_suspended():
+            if not self._capturing or is_suspended() or not torch.is_grad_enabled():
                 return
             with torch.no_grad():
                 pre = args[0].detach()
@@ -279,7 +303,8 @@ class GradientMonitor:
 
     def close(self) -> None:
         """Write a pending step, remove every hook and close file writers (flush TensorBoard)."""
-        if self._step is not None:
+        seen = self._acts or (self._moments is not None and self._moments.raw)
+        if self._step is not None and (self.optimizer is None or seen):
             self._finish()
         for h in self._handles:
             h.remove()

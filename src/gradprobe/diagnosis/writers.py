@@ -109,6 +109,8 @@ def _kind(w: Any) -> Callable[[], Any]:
         raise ValueError(f"writer path must end in .jsonl or .csv, got {str(p)!r}")
     if hasattr(w, "add_scalar"):
         return lambda: TBSink(w)
+    if hasattr(w, "write") and hasattr(w, "close") and not hasattr(w, "read"):
+        return lambda: w  # already a sink (e.g. integrations.wandb_writer.WandbWriter)
     if hasattr(w, "log") and hasattr(w, "finish"):  # a wandb Run
         return lambda: WandbSink(w)
     if callable(w):

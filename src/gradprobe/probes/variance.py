@@ -94,15 +94,17 @@ class Moments:
 @dataclass
 class Raw:
     """Sums over samples of one parameter's received per-sample gradients (before undoing c):
-    n samples, s = Σ_i r_i, ss = Σ_i ‖r_i‖², sq = Σ_i r_i² (or None)."""
+    n samples, s = Σ_i r_i, ss = Σ_i ‖r_i‖², sq = Σ_i r_i² (or None); parts: backwards pooled."""
 
     n: int
     s: Tensor | None
     ss: Tensor
     sq: Tensor | None = None
+    parts: int = 1
 
     def add(self, o: Raw) -> None:
         self.n += o.n
+        self.parts += o.parts
         self.s = o.s if self.s is None else (self.s + o.s if o.s is not None else self.s)
         self.ss = self.ss + o.ss
         if self.sq is not None and o.sq is not None:
@@ -227,13 +229,18 @@ class MomentHooks:
     own gradient (a parameter hook) instead of being recomputed: one matmul saved per layer.
     `on_complete()` runs when every captured call of a backward has its moments; `results`
     turns the pooled sums into Moments. loss_scale(): the factor S the loss was multiplied by.
+    accumulation: 'mean' when pooled backwards' losses were divided by their number (the usual
+    gradient accumulation), 'sum' when they were added as they are.
     """
 
     def __init__(self, modules: dict[str, Any] | None = None, reduction: Reduction = "mean",
                  elementwise: bool = False, on_complete: Callable[[], None] | None = None,
-                 batch_dim: int = 0, loss_scale: Callable[[], float] | None = None) -> None:
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+                 batch_dim: int = 0, loss_scale: Callable[[], float] | None = None,
+                 accumulation: Reduction = "mean") -> None:
+        for what, v in (("reduction", reduction), ("accumulation", accumulation)):
+            if v not in ("mean", "sum"):
+                raise ValueError(f"{what} must be 'mean' or 'sum', got {v!r}")
+        self.accumulation = accumulation
         self.units = None if modules is None else {
             k: v if isinstance(v, Unit) else Unit(v, kind_of(v), {
                 n: p for n, p in v.named_parameters(recurse=False) if p.requires_grad})
@@ -387,6 +394,8 @@ class MomentHooks:
             out[key] = {}
             for p, r in self.raw[key].items():
                 c = 1.0 / r.n if self.reduction == "mean" else 1.0
+                if self.accumulation == "sum":  # micro-batch losses added, not averaged
+                    c *= r.parts
                 s = r.s if r.s is not None else torch.zeros(())
                 s1, s2 = s / c, r.ss / (c * c)
                 sq = None if r.sq is None else r.sq / (c * c)
