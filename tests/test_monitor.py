@@ -373,3 +373,73 @@ def test_a_bad_writer_in_a_list_leaves_nothing_open(tmp_path):
         gp.GradientMonitor(m, every=0, writer=tmp_path / "ok.jsonl")
     assert not (tmp_path / "ok.jsonl").exists()
     assert not m._forward_hooks and not m._forward_pre_hooks
+
+
+@pytest.mark.slow  # ~13 s: dynamo tracing
+@pytest.mark.filterwarnings("ignore:The .grad attribute:UserWarning")  # raised inside dynamo
+def test_torch_compile_attach_before_works_without_recompiles_attach_after_refused():
+    import torch._dynamo
+
+    model = make_model()
+    mon = gp.GradientMonitor(model, every=2)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, backend="aot_eager")
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(8, 10, generator=g), torch.arange(8) % 3
+    for s in range(12):
+        if s == 4:
+            graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        F.cross_entropy(compiled(x), y).backward()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs  # no recompiles
+    mon.close()
+    assert [h["step"] for h in mon.history] == [0, 2, 4, 6, 8, 10]
+    for p in model.parameters():
+        p.grad = None
+    assert_logged(mon.history[-1], expected(model, fx.brute_force_grads(model, F.cross_entropy,
+                                                                        x, y)))
+    with pytest.raises(ValueError, match="before torch.compile"):
+        gp.GradientMonitor(compiled)
+
+
+def _ddp_worker(rank, world, port, out):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    torch.set_num_threads(1)
+    model = make_model()
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.0)
+    g = torch.Generator().manual_seed(7)
+    x, y = torch.randn(16, 10, generator=g), torch.randint(0, 3, (16,), generator=g)
+    mon = gp.GradientMonitor(ddp, every=1, optimizer=opt, writer=f"{out}/r{rank}.jsonl")
+    for _ in range(2):
+        opt.zero_grad()
+        xs, ys = x[rank * 8:(rank + 1) * 8], y[rank * 8:(rank + 1) * 8]
+        F.cross_entropy(ddp(xs), ys).backward()
+        opt.step()
+    mon.close()
+    torch.save(mon.history, f"{out}/h{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow  # ~40 s: two spawned processes
+def test_ddp_two_processes_log_the_global_batch(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    h0 = torch.load(tmp_path / "h0.pt")
+    model = make_model()
+    g = torch.Generator().manual_seed(7)
+    x, y = torch.randn(16, 10, generator=g), torch.randint(0, 3, (16,), generator=g)
+    want = {k.replace("/", "/module.", 1): v for k, v in
+            expected(model, fx.brute_force_grads(model, F.cross_entropy, x, y)).items()}
+    assert [h["step"] for h in h0] == [0, 1]
+    for h in h0:
+        assert_logged(h, want)
+    assert (tmp_path / "r0.jsonl").exists() and not (tmp_path / "r1.jsonl").read_text()

@@ -271,8 +271,8 @@ class MomentHooks:
                 holders[id(prm)] = holders.get(id(prm), 0) + 1
         self._own_weight = {}
         for name, u in self.units.items():
-            self._handles.append(u.module.register_forward_hook(self._forward_hook(name),
-                                                                with_kwargs=True))
+            self._handles.append(u.module.register_forward_hook(
+                eager(self._forward_hook(name)), with_kwargs=True))
             w = u.params.get("weight")
             own = u.kind in ("linear", "conv1d_hf") and w is not None \
                 and holders.get(id(w), 0) == 1
@@ -404,6 +404,11 @@ class MomentHooks:
                     s1, s2, sq, n = _all_reduce(s1, s2, sq, n)
                 out[key][p] = Moments(n, s1 / n, s2, sq)
         return out
+
+
+def eager(fn: Callable) -> Callable:
+    """fn run eagerly under torch.compile (a graph break, never traced or guarded on)."""
+    return torch.compiler.disable(fn)
 
 
 def _world() -> bool:
