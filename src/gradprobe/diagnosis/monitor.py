@@ -283,7 +283,7 @@ class GradientMonitor:
         self._acts = {}
         info: dict[str, Any] = {}
         if mo is not None:
-            bad = mo.first_bad_output or mo.first_bad_grad
+            bad = mo.first_nonfinite()
             if bad:
                 info["nonfinite"] = bad
                 warnings.warn(f"gradprobe: non-finite values at step {step}, first at {bad}",

@@ -252,8 +252,8 @@ class MomentHooks:
         self.raw: dict[str, dict[str, Raw]] = {}
         self.errors: dict[str, str] = {}
         self.skipped: dict[str, str] = {}  # unit → why it is not measured
-        self.first_bad_output: str | None = None  # first call whose output was not finite
-        self.first_bad_grad: str | None = None  # first (in backward order) non-finite ∂L/∂out
+        self._out_sums: list[tuple[str, Tensor]] = []  # (key, Σ output) in forward order
+        self._grad_order: list[str] = []  # keys in the order their gradients arrived
         self.pending = 0
         self._namer = CallNamer()
         self._partial: dict[str, dict] = {}
@@ -289,7 +289,7 @@ class MomentHooks:
     def reset(self) -> None:
         """Forget everything pooled so far."""
         self.raw, self.pending, self._partial = {}, 0, {}
-        self.first_bad_output = self.first_bad_grad = None
+        self._out_sums, self._grad_order = [], []
         self._namer.reset()
 
     def new_forward(self) -> None:
@@ -321,9 +321,9 @@ class MomentHooks:
                 return
             key = self._namer(name)
             first = key == name
-            if self.first_bad_output is None and not all(bool(torch.isfinite(o).all())
-                                                         for o in outs):
-                self.first_bad_output = f"{key} (output)"
+            with torch.no_grad():  # one sum per call, checked (one sync) only at the end
+                self._out_sums.append((key, sum(o.detach().sum(dtype=torch.float32)
+                                                for o in outs)))
             cap = (tuple(a.detach() if isinstance(a, Tensor) else a for a in args),
                    {k: v.detach() if isinstance(v, Tensor) else v for k, v in kwargs.items()})
             unit = self.units[name]  # type: ignore[index]
@@ -342,9 +342,7 @@ class MomentHooks:
                 gouts = list(gs[0]) if len(gs) == 1 and isinstance(gs[0], tuple | list) \
                     else list(gs)
                 via_param = self._own_weight.get(name, False) and first
-                if self.first_bad_grad is None and not all(
-                        q is None or bool(torch.isfinite(q).all()) for q in gouts):
-                    self.first_bad_grad = f"{key} (gradient)"
+                self._grad_order.append(key)
                 try:
                     s = self._scale()
                     gouts = [None if q is None else q.detach() / s for q in gouts]
@@ -384,6 +382,20 @@ class MomentHooks:
             warnings.warn(f"gradprobe: per-sample statistics of {key} failed and are left out "
                           f"({type(e).__name__}: {e})", RuntimeWarning, stacklevel=2)
 
+    def first_nonfinite(self) -> str | None:
+        """The first call (forward order) whose output sum is not finite, as "key (output)";
+        else the first (backward order) whose gradient moments are not, as "key (gradient)"."""
+        if not self._out_sums:
+            return None
+        sums = torch.stack([s for _, s in self._out_sums])
+        if bool(torch.isfinite(sums).all()):
+            for key in self._grad_order:
+                if any(not bool(torch.isfinite(r.ss)) for r in self.raw.get(key, {}).values()):
+                    return f"{key} (gradient)"
+            return None
+        bad = int((~torch.isfinite(sums)).nonzero()[0, 0])
+        return f"{self._out_sums[bad][0]} (output)"
+
     @property
     def results(self) -> dict[str, dict[str, Moments]]:
         """{key: {param: Moments}} of everything pooled since `reset` (all-reduced under
@@ -397,12 +409,14 @@ class MomentHooks:
                 if self.accumulation == "sum":  # micro-batch losses added, not averaged
                     c *= r.parts
                 s = r.s if r.s is not None else torch.zeros(())
-                s1, s2 = s / c, r.ss / (c * c)
+                s2 = r.ss / (c * c)
                 sq = None if r.sq is None else r.sq / (c * c)
-                n = r.n
                 if dist:
-                    s1, s2, sq, n = _all_reduce(s1, s2, sq, n)
-                out[key][p] = Moments(n, s1 / n, s2, sq)
+                    s1, s2, sq, n = _all_reduce(s / c, s2, sq, r.n)
+                    out[key][p] = Moments(n, s1 / n, s2, sq)
+                else:  # mean = Σ_i ∇ℓ_i / n = s / (c·n): no copy when c·n = 1
+                    f = 1.0 / (c * r.n)
+                    out[key][p] = Moments(r.n, s if f == 1.0 else s * f, s2, sq)
         return out
 
 
