@@ -52,7 +52,7 @@ from gradprobe.probes.hooks import is_suspended
 from gradprobe.probes.inputs import batch_size
 from gradprobe.probes.naming import CallNamer, module_names
 from gradprobe.probes.units import Unit, kind_of, sample_units
-from gradprobe.probes.variance import MomentHooks, Reduction, eager
+from gradprobe.probes.variance import MomentHooks, Reduction
 
 PROBES = ("grad_norm", "snr", "activity", "weight_norm", "histograms")
 DEFAULT_PROBES = ("grad_norm", "snr", "activity")
@@ -119,12 +119,11 @@ class GradientMonitor:
                                         accumulation=accumulation).attach(model)
         self._acts: dict[str, list] = {}
         self._act_namer = CallNamer()
-        self._handles = [model.register_forward_pre_hook(eager(self._pre_forward),
-                                                         with_kwargs=True),
-                         model.register_forward_hook(eager(self._post_forward))]
+        self._handles = [model.register_forward_pre_hook(self._pre_forward, with_kwargs=True),
+                         model.register_forward_hook(self._post_forward)]
         if "activity" in self.probes:
             names = module_names(model)
-            self._handles += [m.register_forward_hook(eager(self._activity_hook(names[m])))
+            self._handles += [m.register_forward_hook(self._activity_hook(names[m]))
                               for m in model.modules() if is_relu_like(m)]
         if optimizer is not None:
             self._handles.append(optimizer.register_step_post_hook(self._optimizer_step))

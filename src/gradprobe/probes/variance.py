@@ -271,8 +271,8 @@ class MomentHooks:
                 holders[id(prm)] = holders.get(id(prm), 0) + 1
         self._own_weight = {}
         for name, u in self.units.items():
-            self._handles.append(u.module.register_forward_hook(
-                eager(self._forward_hook(name)), with_kwargs=True))
+            self._handles.append(u.module.register_forward_hook(self._forward_hook(name),
+                                                                with_kwargs=True))
             w = u.params.get("weight")
             own = u.kind in ("linear", "conv1d_hf") and w is not None \
                 and holders.get(id(w), 0) == 1
@@ -345,7 +345,8 @@ class MomentHooks:
                 self._grad_order.append(key)
                 try:
                     s = self._scale()
-                    gouts = [None if q is None else q.detach() / s for q in gouts]
+                    gouts = [None if q is None else (q.detach() if s == 1.0 else q.detach() / s)
+                             for q in gouts]
                     with torch.no_grad():
                         res = moments(unit, cap, outs, gouts, self.batch_dim, self.elementwise,
                                       need_mean=not via_param, batch_size=bs)
@@ -371,7 +372,8 @@ class MomentHooks:
             if part is None:
                 return
             key, res = part
-            res["weight"].s = f32(grad.detach()) / self._scale()
+            s = self._scale()
+            res["weight"].s = f32(grad.detach()) if s == 1.0 else f32(grad.detach()) / s
             self._add(key, res)
             self._done()
         return hook
@@ -416,13 +418,8 @@ class MomentHooks:
                     out[key][p] = Moments(n, s1 / n, s2, sq)
                 else:  # mean = Σ_i ∇ℓ_i / n = s / (c·n): no copy when c·n = 1
                     f = 1.0 / (c * r.n)
-                    out[key][p] = Moments(r.n, s if f == 1.0 else s * f, s2, sq)
+                    out[key][p] = Moments(r.n, s if abs(f - 1.0) < 1e-12 else s * f, s2, sq)
         return out
-
-
-def eager(fn: Callable) -> Callable:
-    """fn run eagerly under torch.compile (a graph break, never traced or guarded on)."""
-    return torch.compiler.disable(fn)
 
 
 def _world() -> bool:
