@@ -4,8 +4,8 @@ Models: the MLP 784-256-256-256-10 (batch 128, cross-entropy), SPEC A4's N1 CNN 
 hinge loss on its score), a GPT-2 config (4 layers, width 128, 4 heads, sequence 64, GPT-2's
 vocabulary, batch 8, next-token loss) and a BERT config (4 layers, width 128, sequence 64, batch 8,
 3-class sequence classification), both from `transformers` with random weights in train mode.
-For each rep, blocks of `steps` SGD steps (a whole number of 16-step cycles) are timed for plain training, monitor every=1 and monitor every=16, interleaved in a
-rotating order; each variant trains its own copy of the same model. Reported: the median over reps
+For each rep, blocks of `steps` SGD steps (a whole number of 16-step cycles) are timed for plain
+training, monitor every=1 and monitor every=16, interleaved in a rotating order; each variant trains its own copy of the same model. Reported: the median over reps
 of (process CPU time of a block) / (that of the plain block in the same rep); process CPU time
 is used because the machine is shared (wall ratios are printed too).
 
