@@ -5,9 +5,10 @@ hinge loss on its score), a GPT-2 config (4 layers, width 128, 4 heads, sequence
 vocabulary, batch 8, next-token loss) and a BERT config (4 layers, width 128, sequence 64, batch 8,
 3-class sequence classification), both from `transformers` with random weights in train mode.
 For each rep, blocks of `steps` SGD steps (a whole number of 16-step cycles) are timed for plain
-training, monitor every=1 and monitor every=16, interleaved in a rotating order; each variant trains its own copy of the same model. Reported: the median over reps
-of (process CPU time of a block) / (that of the plain block in the same rep); process CPU time
-is used because the machine is shared (wall ratios are printed too).
+training, monitor every=1 and monitor every=16, interleaved in a rotating order; each variant
+trains its own copy of the same model. Reported: the median over reps of (process CPU time of a
+block) / (that of the plain block in the same rep); process CPU time is used because the machine
+is shared (wall ratios are printed too).
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_monitor.py [--reps 15] [--writer tb]
 """
