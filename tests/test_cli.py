@@ -79,7 +79,7 @@ def test_reproduce_writes_report(toy, tmp_path, capsys):
     rc = cli.main(["reproduce", "--scale", "smoke", "--out", str(tmp_path), "--workers", "1"])
     assert rc == 0
     md = (tmp_path / "report.md").read_text()
-    assert "| toy | positive |" in md and "![toy: toy.png]" in md
+    assert "| toy | `positive` |" in md and "![toy: toy.png]" in md
     html = (tmp_path / "report.html").read_text()
     assert "<img src='toy/" in html
 

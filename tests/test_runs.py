@@ -41,16 +41,25 @@ def test_resume_after_interruption_gives_same_results(toy, tmp_path):
     ref = execute(resolve("toy", "quick", 0, {}, tmp_path / "ref", "cpu"), quiet=True)
     ref_metrics = (next((tmp_path / "ref" / "toy").iterdir()) / "metrics.jsonl").read_text()
 
-    req = resolve("toy", "quick", 0, {}, tmp_path / "cut", "cpu")
+    req = interrupted_toy_run(tmp_path / "cut", toy)
+    s = execute(req, quiet=True)
+    assert s["resumed"] is True
+    assert s["results"] == ref["results"]
+    assert (req.run_dir / "metrics.jsonl").read_text() == ref_metrics
+
+
+class Stop(Exception):
+    pass
+
+
+def interrupted_toy_run(out, toy):
+    """A toy run stopped as a kill would stop it: stage d=2 finished, d=3 checkpointed at step
+    7, and one metrics point logged after that checkpoint. Returns its RunRequest."""
     from gradprobe.runs.context import RunContext
 
+    req = resolve("toy", "quick", 0, {}, out, "cpu")
     ctx = RunContext(req.run_dir, 0, req.device, quiet=True)
-
-    class Stop(Exception):
-        pass
-
     real = ctx.save_checkpoint
-    calls = {"n": 0}
 
     def save(state, name="state"):
         real(state, name)
@@ -62,11 +71,7 @@ def test_resume_after_interruption_gives_same_results(toy, tmp_path):
     with pytest.raises(Stop):
         toy.run(req.config, ctx)
     ctx.close()
-    del calls
-    s = execute(req, quiet=True)
-    assert s["resumed"] is True
-    assert s["results"] == ref["results"]
-    assert (req.run_dir / "metrics.jsonl").read_text() == ref_metrics
+    return req
 
 
 def test_diverged_and_failed_are_recorded_not_raised(toy, tmp_path):

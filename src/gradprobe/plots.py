@@ -50,6 +50,9 @@ def save(fig: Any, path: Path | str) -> Path:
     try:
         fig.tight_layout()
         fig.savefig(tmp, format="png")
+        mask = os.umask(0o022)  # mkstemp made it 0600; give it the mode open() would
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     finally:
         pyplot().close(fig)

@@ -1,28 +1,71 @@
-"""Atomic file writes: write a temp file beside the target, then rename over it."""
+"""Atomic file writes: write a temp file beside the target, then rename over it.
+
+Temp files are named `.<name>.<random>.tmp`; a process killed between the write and the rename
+leaves one behind, which `clean_temp_files` removes on the next run. Files end with the mode a
+plain `open()` would give them (0666 less the umask), not mkstemp's 0600.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+TEMP_SUFFIX = ".tmp"
 
-def write_bytes(path: Path, data: bytes) -> None:
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it; there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temp path beside `path`; when the block ends without error the temp file is
+    synced, given the user's umask mode and renamed over `path`; on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write data to path atomically (see atomic_path)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def clean_temp_files(directory: Path) -> list[Path]:
+    """Remove temp files left by killed writers (`.<name>.<random>.tmp`) in directory and its
+    subdirectories; returns what was removed."""
+    removed = []
+    for p in Path(directory).rglob(f".*{TEMP_SUFFIX}"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def checksum(data: bytes) -> str:
+    """sha256 hex digest: stage files and checkpoints carry one of their payload."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def write_json(path: Path, obj: Any) -> None:
