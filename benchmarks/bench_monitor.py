@@ -1,7 +1,7 @@
 """Overhead of gp.GradientMonitor per SGD step against plain training, in one process.
 
 Models: the MLP 784-256-256-256-10 (batch 128, cross-entropy), SPEC A4's N1 CNN (batch 200,
-hinge loss on its score), a GPT-2 config (4 layers, width 128, 4 heads, sequence 64, GPT-2's
+hinge loss on its score), a GPT-2 config (4 layers, width 128, 4 heads, sequence 64, a 4096-token
 vocabulary, batch 8, next-token loss) and a BERT config (4 layers, width 128, sequence 64, batch 8,
 3-class sequence classification), both from `transformers` with random weights in train mode.
 For each rep, blocks of `steps` SGD steps (a whole number of 16-step cycles) are timed for plain
@@ -50,11 +50,15 @@ def n1_problem(g: torch.Generator):
     return model, hinge, x, y
 
 
+VOCAB = 4096  # a small vocabulary: GPT-2's 50257 makes the lm_head most of a CPU step
+
+
 def gpt2_problem(g: torch.Generator):
     import transformers as tf
 
     torch.manual_seed(0)
-    model = tf.GPT2LMHeadModel(tf.GPT2Config(n_layer=4, n_embd=128, n_head=4, n_positions=64))
+    model = tf.GPT2LMHeadModel(tf.GPT2Config(n_layer=4, n_embd=128, n_head=4, n_positions=64,
+                                             vocab_size=VOCAB, bos_token_id=0, eos_token_id=0))
     ids = torch.randint(0, model.config.vocab_size, (8, 64), generator=g)
 
     def lm(out, t):
@@ -69,7 +73,7 @@ def bert_problem(g: torch.Generator):
     torch.manual_seed(0)
     model = tf.BertForSequenceClassification(tf.BertConfig(
         num_hidden_layers=4, hidden_size=128, num_attention_heads=4, intermediate_size=512,
-        max_position_embeddings=64, num_labels=3))
+        max_position_embeddings=64, num_labels=3, vocab_size=VOCAB))
     ids = torch.randint(0, model.config.vocab_size, (8, 64), generator=g)
 
     def cls(out, t):
