@@ -76,3 +76,17 @@ def test_a_model_that_fails_under_the_probe_exits_3(tmp_path, capsys):
     assert main(["diagnose", f"{f}:make", "--out", str(tmp_path / "o")]) == 3
     err = capsys.readouterr().err
     assert "probing" in err and "broken forward" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", ["float('nan')", "float('inf')", "1e38"])
+def test_non_finite_weights_give_the_exploding_verdict(tmp_path, capsys, value):
+    f = tmp_path / "bad.py"
+    f.write_text("import torch\nfrom torch import nn\ndef make():\n"
+                 "    m = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))\n"
+                 f"    with torch.no_grad():\n        m[2].weight.fill_({value})\n"
+                 "    return m, (4,)\n")
+    assert main(["diagnose", f"{f}:make", "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "probe.json").read_text())
+    ex = next(x for x in report["findings"] if x["kind"] == "exploding")
+    assert ex["fired"] and ex["layer"].startswith("2")
+    assert (tmp_path / "out" / "probe.png").exists()

@@ -16,9 +16,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "probe": ("gradprobe.probes.report", "probe"),
-    "ProbeReport": ("gradprobe.probes.report", "ProbeReport"),
-    "GradientMonitor": ("gradprobe.probes.monitor", "GradientMonitor"),
+    "probe": ("gradprobe.diagnosis.report", "probe"),
+    "ProbeReport": ("gradprobe.diagnosis.report", "ProbeReport"),
+    "GradientMonitor": ("gradprobe.diagnosis.monitor", "GradientMonitor"),
+    "Thresholds": ("gradprobe.diagnosis.verdicts", "Thresholds"),
     "Claim": ("gradprobe.claims", "Claim"),
 }
 
@@ -30,11 +31,12 @@ def __getattr__(name: str) -> Any:
 
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
-    if name in ("probes", "theory", "nets", "tasks", "training", "experiments"):
+    if name in ("probes", "theory", "nets", "tasks", "training", "experiments", "diagnosis",
+                "integrations"):
         import importlib
 
         return importlib.import_module(f"gradprobe.{name}")
     raise AttributeError(f"module 'gradprobe' has no attribute {name!r}")
 
 
-__all__ = ["probe", "ProbeReport", "GradientMonitor", "Claim", "__version__"]
+__all__ = ["probe", "ProbeReport", "GradientMonitor", "Thresholds", "Claim", "__version__"]

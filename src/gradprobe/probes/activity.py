@@ -2,20 +2,34 @@
 
 A unit is active on an input when its pre-activation (the input of the ReLU-like module) is > 0.
 Collected with forward hooks, so any nn.Module works as long as its nonlinearities are modules
-(not functional calls); pass `modules` to choose them by hand.
+(not functional calls); pass `modules` to choose them by hand. ReLU-like: torch's rectifiers,
+GELU, SiLU, Mish, ..., and Hugging Face's activation modules (`NewGELUActivation`, ...).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from gradprobe.probes.hooks import forward_hooks
+from gradprobe.probes.inputs import call_model
+from gradprobe.probes.naming import CallNamer, module_names
 
 RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU,
              nn.GELU, nn.SiLU, nn.Softplus, nn.Mish, nn.Hardswish)
+_HF_WORDS = ("GELU", "SiLU", "Swish", "Mish", "ReLU")
+
+
+def is_relu_like(m: nn.Module) -> bool:
+    """A rectifier-like activation module: torch's (RELU_LIKE) or a Hugging Face one."""
+    if isinstance(m, RELU_LIKE):
+        return True
+    cls = type(m)
+    return cls.__module__.startswith("transformers.") and cls.__name__.endswith("Activation") \
+        and any(w in cls.__name__ for w in _HF_WORDS)
 
 
 @dataclass(frozen=True)
@@ -68,29 +82,26 @@ def summarise(pattern: Tensor) -> tuple[float, float, Tensor, float, Tensor]:
 @torch.no_grad()
 def activity(
     model: nn.Module,
-    inputs: Tensor,
+    inputs: Any,
     modules: list[nn.Module] | None = None,
     keep_patterns: bool = False,
 ) -> ActivityStats:
-    """Activation statistics of every ReLU-like module (or of `modules`) on `inputs` (n, ...)."""
-    names_of = {m: name for name, m in model.named_modules()}
-    chosen = modules if modules is not None else [
-        m for m in model.modules() if isinstance(m, RELU_LIKE)]
+    """Activation statistics of every ReLU-like module (or of `modules`) on `inputs` (n, ...;
+    a dict is passed as keyword arguments)."""
+    names_of = module_names(model)
+    namer = CallNamer()
+    chosen = modules if modules is not None else [m for m in model.modules() if is_relu_like(m)]
     if not chosen:
         raise ValueError("no ReLU-like module found; pass `modules`")
     records: list[tuple[str, Tensor]] = []
-    seen: dict[str, int] = {}
 
     def hook(mod: nn.Module, args: tuple, _out: Tensor) -> None:
-        name = names_of.get(mod, type(mod).__name__)
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            name = f"{name}#{seen[name]}"
         pre = args[0]
-        records.append((name, (pre > 0).reshape(pre.shape[0], -1).cpu()))
+        records.append((namer(names_of.get(mod, type(mod).__name__)),
+                        (pre > 0).reshape(pre.shape[0], -1).cpu()))
 
     with forward_hooks(chosen, hook):
-        model(inputs)
+        call_model(model, inputs)
     stats = [summarise(p) for _, p in records]
     return ActivityStats(
         names=tuple(n for n, _ in records),

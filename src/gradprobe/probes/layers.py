@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
+from gradprobe.probes.per_sample import per_sample_grads
+from gradprobe.probes.units import affine_layers
 from gradprobe.theory.vanishing import bias_gradient_bound, sup_derivative
 
 
@@ -98,12 +100,6 @@ def affine_chain(model: nn.Module) -> list[tuple[nn.Linear, float]] | None:
     return chain or None
 
 
-def _per_example_loss(loss_fn: Callable[[Tensor, Tensor], Tensor]) -> Callable:
-    def one(out: Tensor, y: Tensor) -> Tensor:
-        return loss_fn(out.unsqueeze(0), y.unsqueeze(0)).sum()
-    return one
-
-
 def layer_gradients(
     model: nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -116,34 +112,29 @@ def layer_gradients(
     batches of one, and summed). batch = (inputs (n, ...), targets (n, ...)).
     """
     x, y = batch
-    layers = [(name, m) for name, m in model.named_modules()
-              if isinstance(getattr(m, "weight", None), Tensor) and m.weight.dim() >= 2]
+    layers = affine_layers(model)
     if not layers:
         raise ValueError("model has no affine layer (a module with a ≥2-D `weight`)")
     names = tuple(n for n, _ in layers)
-    wanted = {}
-    for name, m in layers:
-        wanted[f"{name}.weight" if name else "weight"] = m.weight
+    pnames = {id(p): k for k, p in model.named_parameters()}
+    wanted = []
+    for _, m in layers:
+        wanted.append(pnames[id(m.weight)])
         if isinstance(getattr(m, "bias", None), Tensor):
-            wanted[f"{name}.bias" if name else "bias"] = m.bias
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    buffers = dict(model.named_buffers())
-    per_ex = _per_example_loss(loss_fn)
+            wanted.append(pnames[id(m.bias)])
 
-    def loss_one(p_sub: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
-        out = functional_call(model, ({**params, **p_sub}, buffers), (xi.unsqueeze(0),))
-        return per_ex(out.squeeze(0), yi)
+    def per_ex(out: Tensor, t: Tensor) -> Tensor:
+        return loss_fn(out, t).sum()
 
-    p_sub = {k: params[k] for k in wanted}
-    grads = vmap(grad(loss_one), in_dims=(None, 0, 0), chunk_size=chunk_size)(p_sub, x, y)
+    grads = per_sample_grads(model, per_ex, x, y, params=list(dict.fromkeys(wanted)),
+                             chunk_size=chunk_size)
     n = x.shape[0]
     bias_n = torch.full((n, len(layers)), math.nan, dtype=x.dtype, device=x.device)
     weight_n = torch.empty((n, len(layers)), dtype=x.dtype, device=x.device)
-    for j, (name, _) in enumerate(layers):
-        pre = f"{name}." if name else ""
-        weight_n[:, j] = grads[pre + "weight"].reshape(n, -1).norm(dim=1)
-        if pre + "bias" in grads:
-            bias_n[:, j] = grads[pre + "bias"].reshape(n, -1).norm(dim=1)
+    for j, (_, m) in enumerate(layers):
+        weight_n[:, j] = grads[pnames[id(m.weight)]].reshape(n, -1).norm(dim=1)
+        if isinstance(getattr(m, "bias", None), Tensor):
+            bias_n[:, j] = grads[pnames[id(m.bias)]].reshape(n, -1).norm(dim=1)
 
     bound = weight_bound = None
     gammas = snorms = None
@@ -156,18 +147,44 @@ def layer_gradients(
                 inputs_norm.append(h.reshape(n, -1).norm(dim=1))
                 h = model_slice_forward(model, lin, h)
             out = model(x)
-        out_grad = vmap(grad(per_ex))(out.detach(), y).reshape(n, -1).norm(dim=1)
+        def one(o: Tensor, t: Tensor) -> Tensor:
+            return per_ex(o.unsqueeze(0), t.unsqueeze(0))
+        out_grad = vmap(grad(one))(out.detach(), y).reshape(n, -1).norm(dim=1)
         gammas = tuple(g for _, g in chain)
-        snorms = tuple(float(torch.linalg.matrix_norm(lin.weight.detach(), ord=2))
-                       for lin, _ in chain)
-        unit = bias_gradient_bound(gammas, snorms, 1.0)
-        bound = out_grad.unsqueeze(1) * torch.tensor(unit, dtype=x.dtype, device=x.device)
+        snorms = spectral_norms(chain)
+        bound = out_grad.unsqueeze(1) * unit_bound(gammas, snorms).to(out_grad)
         weight_bound = bound * torch.stack(inputs_norm, dim=1)
     return LayerGradients(
         names=names, bias_norms=bias_n, weight_norms=weight_n,
         mean_bias_norms=bias_n.mean(0), mean_weight_norms=weight_n.mean(0),
         bound=bound, weight_bound=weight_bound, gamma=gammas, spectral_norms=snorms,
     )
+
+
+def spectral_norms(chain: list[tuple[nn.Linear, float]]) -> tuple[float, ...]:
+    """‖W‖₂ of each Linear of the chain (float64 SVD); inf for a non-finite weight."""
+    out = []
+    for lin, _ in chain:
+        w = lin.weight.detach().double()
+        out.append(float(torch.linalg.matrix_norm(w, ord=2)) if torch.isfinite(w).all()
+                   else math.inf)
+    return tuple(out)
+
+
+def unit_bound(gammas: tuple[float, ...], snorms: tuple[float, ...]) -> Tensor:
+    """(L,) the product bound on ‖δ^l‖ for ‖∂C/∂a^L‖ = 1, float64."""
+    return torch.tensor(bias_gradient_bound(list(gammas), list(snorms), 1.0), dtype=torch.float64)
+
+
+def product_bound(model: nn.Module, called: list[nn.Module], out_norm: Tensor) -> Tensor | None:
+    """(n, L) per-sample product bound on ‖δ^l‖ given the per-sample ‖∂ℓ_i/∂output‖ (n,), when
+    the model is a chain of affine layers and elementwise activations whose Linear layers were
+    called once each in `called` order; else None."""
+    chain = affine_chain(model)
+    if chain is None or called != [lin for lin, _ in chain]:
+        return None
+    unit = unit_bound(tuple(gm for _, gm in chain), spectral_norms(chain))
+    return out_norm.double().unsqueeze(1) * unit.to(out_norm.device)
 
 
 def model_slice_forward(model: nn.Module, lin: nn.Linear, h: Tensor) -> Tensor:

@@ -13,6 +13,7 @@ derivative through the batch statistics.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -158,3 +159,49 @@ def shattering(
         gradients=g, trace=trace, acf=acf, lag1=float(acf[1]) if n > 1 else float("nan"),
         relative_rank=relative_effective_rank(flat, generator),
     )
+
+
+def segment_shattering(model: nn.Module, x: Tensor, segments: int = 4, points: int = 64,
+                       g: torch.Generator | None = None) -> dict:
+    """The probe report's shattering measure on a batch x (n, ...) of float inputs.
+
+    The model's output is projected on a fixed random direction (seeded by g); its input gradient
+    is taken along `segments` segments between pairs of batch inputs (`points` each), reduced to
+    the directional derivative along each chord, and its autocorrelation computed; plus the
+    relative effective rank of the input gradients over the batch. Returns lag1 (mean over
+    segments), lag1_per_segment, points, relative_rank, trace and acf of the first segment; or
+    {"reason": ...} when not measurable.
+    """
+    g = g if g is not None else torch.Generator().manual_seed(0)
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        return {"reason": "inputs are not a floating-point tensor (e.g. token ids)"}
+    n = x.shape[0]
+    if n < 2:
+        return {"reason": "needs at least two inputs"}
+    with torch.no_grad():
+        out = model(x[:1])
+    if not isinstance(out, Tensor):
+        return {"reason": "the model's output is not a tensor"}
+    r = torch.randn(out[0].numel(), generator=g, dtype=torch.float64).to(out.dtype)
+    r = (r / r.norm()).to(x.device)
+
+    def project(o: Tensor) -> Tensor:  # a fixed random direction of the output, (n,)
+        return o.reshape(o.shape[0], -1) @ r
+
+    k = max(1, min(segments, n // 2))
+    paths = torch.cat([segment(x[2 * j], x[2 * j + 1], points) for j in range(k)])
+    grads = input_gradients(model, paths, project).reshape(k, points, -1)
+    gb = input_gradients(model, x[: min(n, 256)], project)
+    if not (torch.isfinite(grads).all() and torch.isfinite(gb).all()):
+        return {"reason": "the input gradients are not finite"}
+    chords = torch.stack([(x[2 * j + 1] - x[2 * j]).reshape(-1) for j in range(k)])  # (k, D)
+    chords = chords / chords.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    traces = torch.einsum("kpd,kd->kp", grads, chords)  # directional derivatives (k, points)
+    acf = autocorrelation(traces, min(points - 1, 20))
+    lag1 = [float(a) for a in acf[:, 1]]
+    return {
+        "lag1": float(sum(v for v in lag1 if math.isfinite(v)) / max(1, len(lag1))),
+        "lag1_per_segment": lag1, "points": points,
+        "relative_rank": relative_effective_rank(gb, g), "trace": traces[0].tolist(),
+        "acf": acf[0].tolist(),
+    }

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
-from torch.utils._pytree import tree_map
+
+from gradprobe.probes.per_sample import flatten_grads, per_sample_grads
 
 
 @dataclass(frozen=True)
@@ -60,16 +60,34 @@ def snr_from_samples(G: Tensor) -> SNRResult:
     mean = G.mean(0)  # (p,)
     C = G - mean  # (n, p) centred
     sq = (C * C).sum(1)  # (n,) ‖g_i − ḡ‖²
+    gram = C.T @ C if C.shape[1] <= n else C @ C.T  # tr(S²) from the smaller Gram matrix
+    return _result(n, sq, float(mean @ mean), float((gram * gram).sum()), C @ mean)
+
+
+def snr_from_gram(K: Tensor) -> SNRResult:
+    """The same as `snr_from_samples(G)` from the (n, n) Gram matrix K = G Gᵀ of the per-sample
+    gradients alone (cheap when p ≫ n and K has a closed form, as for a Linear layer's
+    K = (g gᵀ)∘(x xᵀ)); computed in float64."""
+    if K.dim() != 2 or K.shape[0] != K.shape[1] or K.shape[0] < 2:
+        raise ValueError(f"K must be (n, n) with n ≥ 2, got shape {tuple(K.shape)}")
+    K = K.detach().to(torch.float64)
+    n = K.shape[0]
+    row = K.mean(1, keepdim=True)
+    Kc = K - row - row.T + K.mean()  # H K H: the centred Gram matrix
+    return _result(n, Kc.diagonal(), float(K.mean()), float((Kc * Kc).sum()),
+                   (row.squeeze(1) - K.mean()))
+
+
+def _result(n: int, sq: Tensor, mean_sq: float, gram_sq: float, proj: Tensor) -> SNRResult:
+    """SNRResult from ‖g_i − ḡ‖² (n,), ‖ḡ‖², ‖CᵀC‖²_F and (g_i − ḡ)ᵀḡ (n,)."""
     noise = float(sq.sum() / (n - 1))
     noise_se = float(sq.std() / math.sqrt(n)) if n > 2 else math.inf
-    signal = float(mean @ mean) - noise / n
+    signal = mean_sq - noise / n
     # Hoeffding: Var U = 4(n−2)/(n(n−1)) ζ1 + 2/(n(n−1)) ζ2, ζ1 = μᵀΣμ, ζ2 = tr Σ² + 2 μᵀΣμ.
     # Moments estimated without their leading bias (Wishart moments; exact for Gaussian ĝ):
     # E tr S² = tr Σ² · n/(n−1) + (tr Σ)²/(n−1), and E ḡᵀSḡ = μᵀΣμ + tr Σ²/n.
-    gram = C.T @ C if C.shape[1] <= n else C @ C.T  # tr(S²) from the smaller Gram matrix
-    tr_s2 = float((gram * gram).sum()) / (n - 1) ** 2
+    tr_s2 = gram_sq / (n - 1) ** 2
     tr_sigma2 = max((tr_s2 - noise**2 / (n - 1)) * (n - 1) / n, 0.0)
-    proj = C @ mean  # (n,)
     zeta1 = max(float((proj * proj).sum() / (n - 1)) - tr_sigma2 / n, 0.0)
     var = 4 * (n - 2) / (n * (n - 1)) * zeta1 + 2 / (n * (n - 1)) * (tr_sigma2 + 2 * zeta1)
     signal_se = math.sqrt(max(var, 0.0))
@@ -77,43 +95,8 @@ def snr_from_samples(G: Tensor) -> SNRResult:
     return SNRResult(signal, signal_se, noise, noise_se, snr, n, bool(signal < 2 * signal_se))
 
 
-def per_sample_grads(
-    model: nn.Module,
-    loss_fn: Callable[[Any, Any], Tensor],
-    inputs: Any,
-    targets: Any,
-    params: Sequence[str] | None = None,
-    chunk_size: int | None = None,
-) -> dict[str, Tensor]:
-    """Gradient of loss_fn(model(x_i[None]), t_i[None]) for each sample i: name → (n, *shape).
-
-    inputs / targets: tensors (or tuples of tensors) with the sample index first.
-    params: parameter names to differentiate (default: all that require grad); the rest are
-    held fixed. chunk_size: samples per vmapped chunk, to bound memory.
-    """
-    named = dict(model.named_parameters())
-    chosen = list(params) if params is not None else [k for k, p in named.items()
-                                                      if p.requires_grad]
-    unknown = [k for k in chosen if k not in named]
-    if unknown:
-        raise ValueError(f"unknown parameter names {unknown}; the model has {list(named)}")
-    fixed = {k: p.detach() for k, p in named.items() if k not in chosen}
-    buffers = dict(model.named_buffers())
-    train = {k: named[k].detach() for k in chosen}
-
-    def sample_loss(theta: dict[str, Tensor], x: Any, t: Any) -> Tensor:
-        x1 = tree_map(lambda a: a.unsqueeze(0), x)
-        t1 = tree_map(lambda a: a.unsqueeze(0), t)
-        out = functional_call(model, ({**fixed, **theta}, buffers), (x1,))
-        return loss_fn(out, t1)
-
-    return vmap(grad(sample_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)(
-        train, inputs, targets)
-
-
-def flatten_grads(grads: dict[str, Tensor]) -> Tensor:
-    """name → (n, *shape) to one (n, p) matrix (in the dict's order)."""
-    return torch.cat([g.reshape(g.shape[0], -1) for g in grads.values()], dim=1)
+__all__ = ["SNRResult", "flatten_grads", "gradient_snr", "per_sample_grads", "snr_from_gram",
+           "snr_from_samples"]
 
 
 def gradient_snr(

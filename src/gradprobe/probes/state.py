@@ -5,7 +5,9 @@ including BatchNorm running statistics and `num_batches_tracked`), every paramet
 (identity) and the torch RNG states, and puts them all back on exit, even after an error.
 
 `sample_independent(model, x)` (inside `preserved`) makes per-sample quantities well defined:
-dropout is switched off, and BatchNorm layers in train mode get the statistics of the batch x
+every module in train mode except BatchNorm is put in eval mode (dropout off, including the
+functional dropout of attention layers keyed on their own `.training`, as in Hugging Face models),
+and BatchNorm layers in train mode get the statistics of the batch x
 computed once and frozen (Balduzzi et al. 2017, §3 and SPEC C1: "compute the statistics over
 the batch, then freeze them"). The frozen model's output on x equals the train-mode output exactly;
 only the derivative through the batch statistics is left out of per-sample gradients.
@@ -15,12 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from gradprobe.probes.hooks import forward_hooks
+from gradprobe.probes.inputs import call_model
 
 
 @contextmanager
@@ -61,21 +65,24 @@ def _batch_stats(model: nn.Module, bns: list[_BatchNorm], x: Tensor) -> dict:
         stats[m] = (inp.mean(dims), inp.var(dims, unbiased=False))
 
     with forward_hooks(bns, hook, pre=True), torch.no_grad():
-        model(x)
+        call_model(model, x)
     return stats
 
 
-def sample_independent(model: nn.Module, x: Tensor) -> list[str]:
+def sample_independent(model: nn.Module, x: Any) -> list[str]:
     """Switch dropout off and freeze train-mode BatchNorm at x's statistics (call inside
     `preserved`, which undoes it). Returns notes saying what was changed."""
     notes = []
-    drops = [m for m in model.modules() if m.training and (
-        isinstance(m, nn.modules.dropout._DropoutNd)
-        or (isinstance(m, nn.MultiheadAttention) and m.dropout > 0))]
-    for m in drops:
+    train = [m for m in model.modules() if m.training and not isinstance(m, _BatchNorm)]
+    drops = [m for m in train if isinstance(m, nn.modules.dropout._DropoutNd)
+             or (isinstance(m, nn.MultiheadAttention) and m.dropout > 0)]
+    custom = [m for m in train if not type(m).__module__.startswith("torch.")]
+    for m in train:
         m.training = False
-    if drops:
-        notes.append(f"dropout switched off in {len(drops)} module(s) while probing")
+    if drops or custom:
+        notes.append(f"train-mode modules put in eval mode while probing: dropout off in "
+                     f"{len(drops)} module(s); {len(custom)} other module(s) whose behaviour "
+                     "may depend on .training (e.g. functional attention dropout)")
     bns = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.training]
     if bns:
         stats = _batch_stats(model, bns, x)

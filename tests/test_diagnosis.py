@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import gradprobe as gp
-from gradprobe.probes.verdicts import Thresholds
+from gradprobe.diagnosis.verdicts import Thresholds
 
 F = nn.functional
 
@@ -215,3 +215,93 @@ def test_per_sample_memory_cap_uses_fewer_samples():
     n_params = sum(p.numel() for p in m.parameters())
     r = gp.probe(m, F.cross_entropy, (x, y), max_floats=10 * n_params)
     assert r.samples == 10 and any("per-sample gradients on 10" in n for n in r.notes)
+
+
+# ---- coverage: every unit kind against a brute-force per-sample loop ---------------------------
+from gradprobe.probes.snr import snr_from_samples  # noqa: E402
+from tests import fixtures as fx  # noqa: E402
+
+
+def _check_rows_against_loop(model, loss_fn, x, y, report, batch_dim=0):
+    """Each row's noise and SNR equal those of per-sample gradients from a loop over samples."""
+    ref = fx.brute_force_grads(model, loss_fn, x, y, report.samples, batch_dim)
+    count: dict[str, int] = {}
+    for d in report.layers:
+        for p in d["params"]:
+            count[p] = count.get(p, 0) + 1
+    checked = 0
+    for d in report.layers:
+        if d["snr"] is None or any(count[p] > 1 for p in d["params"]):
+            continue  # tied weights: each call's share, not the parameter's total
+        G = torch.cat([ref[p].reshape(report.samples, -1) for p in d["params"]], 1)
+        want = snr_from_samples(G)
+        assert d["noise"] == pytest.approx(want.noise, rel=2e-3, abs=1e-9), d["name"]
+        assert d["snr"] == pytest.approx(want.snr, rel=2e-3, abs=1e-5), d["name"]
+        checked += 1
+    return checked
+
+
+def _case(name):
+    torch.manual_seed(0)
+    if name == "tokens":
+        ids, y = fx.token_batch()
+        return fx.TokenNet(), F.cross_entropy, ids, y, 0
+    if name in ("encoder", "encoder_seq_first"):
+        x, y = fx.seq_batch()
+        bf = name == "encoder"
+        return fx.EncoderNet(batch_first=bf), F.cross_entropy, x if bf else x.transpose(0, 1), \
+            y, 0 if bf else 1
+    if name == "mha":
+        x, y = fx.seq_batch()
+        return fx.MHANet(), F.cross_entropy, x, y, 0
+    x, y = fx.seq_batch(d=5)
+    return fx.RecurrentNet(getattr(nn, name)), F.cross_entropy, x, y, 0
+
+
+@pytest.mark.parametrize("name", ["tokens", "encoder", "encoder_seq_first", "mha", "RNN", "LSTM",
+                                  "GRU"])
+def test_probe_measures_every_parameter_like_a_per_sample_loop(name):
+    model, loss, x, y, bd = _case(name)
+    model.train()
+    r = gp.probe(model, loss, (x, y), batch_dim=bd)
+    assert r.coverage["unmeasured"] == {}, r.coverage
+    assert r.coverage["measured"] == len([p for p in model.parameters() if p.requires_grad])
+    assert _check_rows_against_loop(model, loss, x, y, r, bd) >= 2
+    assert all(m.training for m in model.modules())  # restored
+
+
+def test_probe_names_multihead_attention_and_gelu():
+    model, loss, x, y, _ = _case("encoder")
+    r = gp.probe(model, loss, (x, y))
+    kinds = {d["kind"] for d in r.layers}
+    assert {"MultiheadAttention", "LayerNorm", "Linear"} <= kinds
+    mha = next(d for d in r.layers if d["kind"] == "MultiheadAttention")
+    assert any(p.endswith("out_proj.weight") for p in mha["params"])
+    tok = gp.probe(fx.TokenNet(), F.cross_entropy, fx.token_batch())
+    assert [a["name"] for a in tok.activity] == ["act"]  # GELU counted as ReLU-like
+
+
+@pytest.mark.parametrize("name", ["gpt2", "bert", "vit", "t5"])
+def test_probe_on_hugging_face_models_in_train_mode(name):
+    pytest.importorskip("transformers")
+    model, loss, (x, y) = fx.hf_models()[name]
+    r = gp.probe(model, loss, (x, y))
+    assert all(m.training for m in model.modules())  # every mode restored
+    trainable = [k for k, p in model.named_parameters() if p.requires_grad]
+    un = r.coverage["unmeasured"]
+    assert r.coverage["measured"] + len(un) == len(trainable)
+    assert all(why for why in un.values())  # each unmeasured one has its reason
+    assert r.coverage["measured"] >= 0.9 * len(trainable)
+    assert _check_rows_against_loop(model, loss, x, y, r) >= 5
+    json.dumps(r.to_dict())
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, 1e38])
+def test_non_finite_weights_fire_exploding_and_name_the_layer(value):
+    x, y = gaussian_task()
+    m = chain(3, 16, 16, nn.ReLU, 2)
+    with torch.no_grad():
+        m[2].weight.fill_(value)
+    r = gp.probe(m, F.cross_entropy, (x, y))
+    ex = next(f for f in r.findings if f.kind == "exploding")
+    assert ex.fired and ex.layer.startswith("2"), ex
