@@ -220,8 +220,9 @@ def test_separation_is_positive_only_for_disjoint_intervals() -> None:
 
 
 def test_remedy_hints_cover_every_verdict_and_name_commands_that_exist() -> None:
-    from gradprobe.experiments.registry import experiments
     from gradprobe.probes.verdicts import judge
+
+    from gradprobe.experiments.registry import experiments
     from gradprobe.remedy_hints import REMEDIES_FOR, what_to_try
 
     kinds = {f.kind for f in judge([], [], [], None, True)}

@@ -278,11 +278,3 @@ def _t_quantile(p: float, dof: int) -> float:
         g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
         return z + g1 / dof + g2 / dof**2 + g3 / dof**3
 
-
-def legacy_claim(id: str, statement: str, expected: str, measured: Any, passed: bool,
-                 paper: str = "") -> Claim:
-    """Version 0.1's point-estimate check (no interval), kept only while experiments move to
-    `judge`. The verdict is the 0.1 comparison's outcome; kind "empirical", interval null."""
-    return Claim(id=id, statement=statement, expected=expected, measured=measured, paper=paper,
-                 kind="empirical", verdict="holds" if bool(passed) else "fails",
-                 interval_method="point estimate (0.1 rule, no interval)")
