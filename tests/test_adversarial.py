@@ -24,7 +24,7 @@ from gradprobe import cli
 from gradprobe.config import ExperimentConfig, apply_overrides, parse_overrides
 from gradprobe.errors import ConfigError, UsageError
 from gradprobe.experiments import registry
-from gradprobe.runs.store import execute, resolve, run_lock
+from gradprobe.runs.store import execute, resolve, run_lock, write_summary
 from tests import toy_experiment
 from tests.test_runs import interrupted_toy_run
 
@@ -146,7 +146,7 @@ def test_show_strips_control_characters_and_markup(toy, tmp_path, capsys):
     s["experiment"] = "\x1b[31mevil\x1b]0;title\x07"
     s["claims"][0]["id"] = "[bold red]x[/bold red]"
     s["status"] = "complete"
-    (req.run_dir / "summary.json").write_text(json.dumps(s))
+    write_summary(req.run_dir, s)  # a hostile store can write a valid checksum too
     capsys.readouterr()
     assert cli.main(["show", str(req.run_dir)]) == 0
     out = capsys.readouterr().out

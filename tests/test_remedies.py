@@ -220,10 +220,9 @@ def test_separation_is_positive_only_for_disjoint_intervals() -> None:
 
 
 def test_remedy_hints_cover_every_verdict_and_name_commands_that_exist() -> None:
-    from gradprobe.probes.verdicts import judge
-
+    from gradprobe.diagnosis.remedies import REMEDIES_FOR, what_to_try
+    from gradprobe.diagnosis.verdicts import judge
     from gradprobe.experiments.registry import experiments
-    from gradprobe.remedy_hints import REMEDIES_FOR, what_to_try
 
     kinds = {f.kind for f in judge([], [], [], None, True)}
     assert set(REMEDIES_FOR) == kinds
@@ -234,3 +233,36 @@ def test_remedy_hints_cover_every_verdict_and_name_commands_that_exist() -> None
             for cmd in h["command"].split(";"):
                 assert cmd.split()[:2] == ["gradprobe", "run"] and cmd.split()[2] in names
     assert what_to_try("nope") == []
+
+
+def test_a_fired_verdict_prints_what_to_try() -> None:
+    """gp.probe's text and probe.json carry the remedies' hints under each fired verdict."""
+    import gradprobe as gp
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    report = gp.probe(model, torch.nn.functional.mse_loss, (x, y))
+    fired = {f.kind for f in report.findings if f.fired}
+    assert "exploding" in fired
+    assert "what to try:" in str(report)
+    d = {f["kind"]: f for f in report.to_dict()["findings"]}
+    assert d["exploding"]["what_to_try"] and not any(
+        f["what_to_try"] for f in d.values() if not f["fired"])
+
+
+def test_probe_does_not_call_a_net_linear_at_init_shattered() -> None:
+    """Regression: a looks-linear net at init has a constant input gradient along every segment;
+    its ACF is 0/0 (rounding noise), which 0.2 averaged into lag-1 ≈ 0 and fired `shattered`.
+    A constant trace now counts as lag-1 = 1 (probes.shattering.lag1_of_traces)."""
+    import gradprobe as gp
+
+    g = torch.Generator().manual_seed(0)
+    model = R.build("looks_linear", 16, 32, 8, 1, g).eval()
+    x, y = torch.randn(16, 8, generator=g), torch.randn(16, 1, generator=g)
+    report = gp.probe(model, torch.nn.functional.mse_loss, (x, y))
+    fired = {f.kind for f in report.findings if f.fired}
+    assert "shattered" not in fired
+    assert report.shattering["lag1"] == pytest.approx(1.0)

@@ -61,4 +61,5 @@ def report(r: dict, sections: list) -> str:
         mark = "FIRED" if f["fired"] else "ok   "
         lines.append(f"  {mark} {f['kind']:<10} {f['message']}"
                      + (f" [{f['layer']}]" if f["fired"] and f["layer"] else ""))
+        lines += [f"             {hint}" for hint in f.get("what_to_try", [])]
     return "\n".join(lines)

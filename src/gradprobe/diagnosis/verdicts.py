@@ -44,7 +44,9 @@ class Finding:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        from gradprobe.diagnosis.remedies import what_to_try
+
+        return {**asdict(self), "what_to_try": what_to_try(self.kind) if self.fired else []}
 
 
 def _fmt(v: float | None) -> str:

@@ -53,11 +53,11 @@ from gradprobe.claims import (
     t_interval,
 )
 from gradprobe.config import ExperimentConfig, FreeChoice, require
+from gradprobe.diagnosis.report import probe
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets import remedies as R
 from gradprobe.probes.activity import activity
 from gradprobe.probes.linearity import linearity_error
-from gradprobe.probes.report import probe
 from gradprobe.probes.segment_lag1 import segment_lag1
 from gradprobe.tasks.images import load_digits_standin
 from gradprobe.training.fit import fit

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from gradprobe.probes.shattering import autocorrelation, input_gradients, segment
+from gradprobe.probes.shattering import chord_traces, lag1_of_traces
 
 
 @dataclass(frozen=True)
@@ -37,15 +37,7 @@ def segment_lag1(model: nn.Module, x: Tensor, segments: int, points: int,
         n_out = model(x[:1]).reshape(1, -1).shape[1]
     r = torch.randn(n_out, generator=generator, dtype=torch.float64).to(x.dtype).to(x.device)
     r = r / r.norm()
-    paths = torch.cat([segment(x[2 * j], x[2 * j + 1], points) for j in range(k)])
-    grads = input_gradients(model, paths, lambda o: o.reshape(o.shape[0], -1) @ r)
-    grads = grads.reshape(k, points, -1).double()
-    chords = torch.stack([(x[2 * j + 1] - x[2 * j]).reshape(-1) for j in range(k)]).double()
-    chords = chords / chords.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    traces = torch.einsum("kpd,kd->kp", grads, chords)  # (k, points)
-    rms = traces.pow(2).mean(1).sqrt()
-    const = traces.std(1) <= rel_tol * rms.clamp_min(1e-300)
-    acf = autocorrelation(traces, 1)[:, 1]
-    lag = torch.where(const, torch.ones_like(acf), acf)
+    traces = chord_traces(model, x, k, points, lambda o: o.reshape(o.shape[0], -1) @ r)
+    lag, const = lag1_of_traces(traces, rel_tol)
     return SegmentLag1(lag1=float(lag.mean()), per_segment=[float(v) for v in lag],
                        constant=int(const.sum()))

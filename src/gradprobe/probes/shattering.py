@@ -161,6 +161,31 @@ def shattering(
     )
 
 
+def chord_traces(model: nn.Module, x: Tensor, segments: int, points: int,
+                 project: Callable[[Tensor], Tensor]) -> Tensor:
+    """Directional derivatives of project(model(·)) along the chords x[2j] → x[2j+1]
+    (j < segments), `points` inputs each: (segments, points), float64."""
+    k = segments
+    paths = torch.cat([segment(x[2 * j], x[2 * j + 1], points) for j in range(k)])
+    grads = input_gradients(model, paths, project).reshape(k, points, -1).double()
+    chords = torch.stack([(x[2 * j + 1] - x[2 * j]).reshape(-1) for j in range(k)]).double()
+    chords = chords / chords.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    return torch.einsum("kpd,kd->kp", grads, chords)
+
+
+def lag1_of_traces(traces: Tensor, rel_tol: float = 1e-4) -> tuple[Tensor, Tensor]:
+    """Lag-1 ACF per trace (k,), and which traces are constant (k,) bool.
+
+    A net exactly linear along a segment (looks-linear or a gated residual net at init) has a
+    constant directional derivative there: its ACF is 0/0, rounding noise. Nothing is shattered,
+    so such a trace (std ≤ rel_tol·rms) counts as lag-1 = 1.
+    """
+    rms = traces.pow(2).mean(1).sqrt()
+    const = traces.std(1) <= rel_tol * rms.clamp_min(1e-300)
+    acf = autocorrelation(traces, 1)[:, 1]
+    return torch.where(const, torch.ones_like(acf), acf), const
+
+
 def segment_shattering(model: nn.Module, x: Tensor, segments: int = 4, points: int = 64,
                        g: torch.Generator | None = None) -> dict:
     """The probe report's shattering measure on a batch x (n, ...) of float inputs.
@@ -189,19 +214,16 @@ def segment_shattering(model: nn.Module, x: Tensor, segments: int = 4, points: i
         return o.reshape(o.shape[0], -1) @ r
 
     k = max(1, min(segments, n // 2))
-    paths = torch.cat([segment(x[2 * j], x[2 * j + 1], points) for j in range(k)])
-    grads = input_gradients(model, paths, project).reshape(k, points, -1)
+    traces = chord_traces(model, x, k, points, project)  # (k, points)
     gb = input_gradients(model, x[: min(n, 256)], project)
-    if not (torch.isfinite(grads).all() and torch.isfinite(gb).all()):
+    if not (torch.isfinite(traces).all() and torch.isfinite(gb).all()):
         return {"reason": "the input gradients are not finite"}
-    chords = torch.stack([(x[2 * j + 1] - x[2 * j]).reshape(-1) for j in range(k)])  # (k, D)
-    chords = chords / chords.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    traces = torch.einsum("kpd,kd->kp", grads, chords)  # directional derivatives (k, points)
+    lag, const = lag1_of_traces(traces)
     acf = autocorrelation(traces, min(points - 1, 20))
-    lag1 = [float(a) for a in acf[:, 1]]
+    lag1 = [float(a) for a in lag]
     return {
         "lag1": float(sum(v for v in lag1 if math.isfinite(v)) / max(1, len(lag1))),
-        "lag1_per_segment": lag1, "points": points,
+        "lag1_per_segment": lag1, "points": points, "constant_segments": int(const.sum()),
         "relative_rank": relative_effective_rank(gb, g), "trace": traces[0].tolist(),
         "acf": acf[0].tolist(),
     }

@@ -110,7 +110,24 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     problem = _summary_problem(doc)
     if problem:
         raise StoreDamaged(f"{path} is not a gradprobe summary: {problem}")
+    if doc.get("checksum") != summary_checksum(doc):
+        raise StoreDamaged(f"{path} does not match its checksum (damaged, edited, or written "
+                           "by another version)")
     return doc
+
+
+def summary_checksum(doc: dict[str, Any]) -> str:
+    """sha256 of the summary without its `checksum` field (canonical JSON, sorted keys)."""
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    """Write summary.json atomically with its checksum (read_summary verifies it)."""
+    doc = clean_json(summary)
+    doc.pop("checksum", None)
+    doc["checksum"] = summary_checksum(doc)
+    write_json(Path(run_dir) / "summary.json", doc)
 
 
 def load_summary(run_dir: Path) -> dict[str, Any] | None:
@@ -278,7 +295,7 @@ def _compute(req: RunRequest, quiet: bool, last_try: bool = False) -> dict[str, 
                    "log": str(log), "results": {}, "claims": [],
                    "elapsed_s": round(time.perf_counter() - start, 2),
                    "device": req.device.type, "version": gradprobe.__version__}
-        write_json(run_dir / "summary.json", summary)
+        write_summary(run_dir, summary)
         return summary
 
     def fatal(exc: BaseException) -> bool:  # bad input or the store's trouble: not a failure
@@ -330,7 +347,7 @@ def _compute(req: RunRequest, quiet: bool, last_try: bool = False) -> dict[str, 
     }
     if ctx.diverged:
         summary["diverged"] = [reason[:500] for reason in ctx.diverged[:20]]
-    write_json(run_dir / "summary.json", summary)
+    write_summary(run_dir, summary)
     ctx.cleanup()
     return summary
 

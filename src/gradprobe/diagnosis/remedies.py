@@ -1,9 +1,9 @@
 """What to try when a `gp.probe` verdict fires: the remedies `gradprobe run remedies` (SPEC E1)
 and `gradprobe run signal_propagation` (E2) measured to work against that failure.
 
-Pure data, keyed by the verdict names of gradprobe.probes.verdicts (vanishing, exploding, low_snr,
-shattered, dead, saturated). Each hint: the remedy, what the measurement showed (quick scale,
-fully connected width-64 nets of depth 50 on the digits stand-in, mean over seeds; README
+Pure data, keyed by the verdict names of gradprobe.diagnosis.verdicts (vanishing, exploding,
+low_snr, shattered, dead, saturated). Each hint: the remedy, what the measurement showed (quick
+scale, fully connected width-64 nets of depth 50 on the digits stand-in, mean over seeds; README
 "Remedies, measured"), and the command that shows it. Keep the numbers in step with the README.
 """
 
