@@ -8,8 +8,10 @@ TORCH  ?= torch==2.13.0
 STAMP   = $(VENV)/.installed
 OUT    ?= runs
 SCALE  ?= quick
+# Experiments whose paper scale finishes in ≤ 15 min on a 2-core CPU (README "Paper scale").
+PAPER_CPU = parity,parity_variance,pwl,flat_activation,noise_decomposition,vanishing,shattered_1d,activations
 
-.PHONY: setup reproduce test test-all lint bench clean
+.PHONY: setup reproduce reproduce-paper-cpu test test-all lint bench clean
 
 setup: $(STAMP)
 
@@ -22,6 +24,9 @@ $(STAMP): pyproject.toml
 
 reproduce: $(STAMP)
 	$(BIN)/gradprobe reproduce --scale $(SCALE) --out $(OUT)
+
+reproduce-paper-cpu: $(STAMP)
+	$(BIN)/gradprobe reproduce --scale paper --only $(PAPER_CPU) --out $(OUT)-paper
 
 # pytest exits 5 when it collects no test; that is not a failure of the suite.
 test: $(STAMP)
