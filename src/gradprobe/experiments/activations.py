@@ -43,7 +43,12 @@ from gradprobe.claims import Claim, Estimate, Part, judge, not_applicable, t_int
 from gradprobe.config import ExperimentConfig, FreeChoice, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.mlp import MLP
-from gradprobe.nets.scalar_nets import FirstLayer, first_layer_std, scalar_resnet
+from gradprobe.nets.scalar_nets import (
+    FIRST_LAYER_CHOICE,
+    FirstLayer,
+    first_layer_std,
+    scalar_resnet,
+)
 from gradprobe.probes.activity import activity
 from gradprobe.probes.shattering import grid
 
@@ -53,9 +58,7 @@ MIN_NETS = 3  # replicates behind an interval (COMMON: ≥ 3 nets)
 @dataclass(frozen=True)
 class Config(ExperimentConfig):
     FREE_CHOICES: ClassVar[dict[str, FreeChoice]] = {
-        "first_layer": FreeChoice(("unit", "lecun"), "the paper does not give the resnet's "
-                                  "first (scalar-input) layer's scale: N(0, 1) or the N(0, 1/N) "
-                                  "of shattered_1d's feed-forward first layer"),
+        "first_layer": FIRST_LAYER_CHOICE,
     }
 
     depths: tuple[int, ...] = (2, 10, 50)  # layers shown as rasters; nets have max(depths) layers

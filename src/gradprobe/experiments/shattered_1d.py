@@ -37,6 +37,7 @@ from gradprobe.claims import Claim, Part, judge, not_applicable, t_interval
 from gradprobe.config import ExperimentConfig, FreeChoice, require
 from gradprobe.experiments.base import Experiment
 from gradprobe.nets.scalar_nets import (
+    FIRST_LAYER_CHOICE,
     FirstLayer,
     first_layer_std,
     scalar_feedforward,
@@ -50,9 +51,7 @@ MIN_NETS = 3  # replicates behind an interval (COMMON: ≥ 3 nets)
 @dataclass(frozen=True)
 class Config(ExperimentConfig):
     FREE_CHOICES: ClassVar[dict[str, FreeChoice]] = {
-        "first_layer": FreeChoice(("unit", "lecun"), "the paper does not give the resnet's "
-                                  "first (scalar-input) layer's scale: N(0, 1) or the N(0, 1/N) "
-                                  "of the feed-forward nets' first layer"),
+        "first_layer": FIRST_LAYER_CHOICE,
         "resnet_embed": FreeChoice(("linear", "relu"), "the paper does not say whether the "
                                    "resnet's first layer is linear (v x + b) or ρ(v x + b)"),
     }

@@ -13,10 +13,15 @@ from typing import Literal
 import torch
 from torch import nn
 
+from gradprobe.config import FreeChoice
 from gradprobe.nets.mlp import MLP
 from gradprobe.nets.resnet import ResNet
 
 FirstLayer = Literal["unit", "lecun"]
+# The choice both C1 and C3 rest on (SPEC D1), declared once.
+FIRST_LAYER_CHOICE = FreeChoice(("unit", "lecun"), "the paper does not give the resnet's first "
+                                "(scalar-input) layer's scale: N(0, 1) or the N(0, 1/N) of the "
+                                "feed-forward nets' first layer")
 
 
 def first_layer_std(first_layer: FirstLayer, width: int) -> float:
