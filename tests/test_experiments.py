@@ -39,7 +39,10 @@ def present() -> list[str]:
 
 def smoke_summary(name: str, out: Path) -> dict:
     if name not in _REF:
-        _REF[name] = execute(resolve(name, "smoke", 0, {}, out, "cpu"), quiet=True)
+        req = resolve(name, "smoke", 0, {}, out, "cpu")
+        s = execute(req, quiet=True)
+        s["_files"] = sorted(p.name for p in req.run_dir.iterdir())
+        _REF[name] = s
     return _REF[name]
 
 
@@ -64,7 +67,7 @@ def test_smoke_run_follows_the_verdict_contract(name, tmp_path_factory):
     for key, fc in type(cfg).FREE_CHOICES.items():
         assert hasattr(cfg, key) and len(fc.values) >= 2 and fc.why, key
     assert s["free_choices"] == cfg.free_choices()
-    assert all(isinstance(f, str) and f.endswith(".png") for f in s["figures"])
+    assert s["figures"] and all(f.endswith(".png") and f in s["_files"] for f in s["figures"])
 
 
 @pytest.mark.parametrize("name", present())

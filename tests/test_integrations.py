@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from tests import fixtures as fx
-from tests.test_monitor import assert_logged, expected
+from tests.test_diagnosis_monitor import assert_logged, expected
 
 F = nn.functional
 # the frameworks' own deprecation and advice warnings are not ours to fix
