@@ -24,8 +24,9 @@ from gradprobe.errors import UsageError
 from gradprobe.runs.store import RunRequest, run_by_name
 
 # Longest first, so the slow experiments do not end up alone at the end (quick-scale CPU cost).
-LONGEST_FIRST = ("end_to_end", "looks_linear", "convnet_shattering", "parity", "flat_activation",
-                 "pwl", "linear_periodic", "noise_decomposition")
+LONGEST_FIRST = ("end_to_end", "remedies", "looks_linear", "parity", "pwl", "snr",
+                 "linear_periodic", "flat_activation", "signal_propagation", "convnet_shattering",
+                 "noise_decomposition", "shattered_theory", "tuple_variance")
 
 
 JOB_ENV = ("GRADPROBE_THREADS", "GRADPROBE_CHECKPOINT_EVERY", "GRADPROBE_DATA", "OMP_WAIT_POLICY")
