@@ -103,9 +103,15 @@ def bootstrap_interval(
     reps = reps[np.isfinite(reps)]
     if reps.size == 0:
         return Estimate(value, math.nan, math.nan, "bootstrap", n)
-    lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
-    return Estimate(value, float(lo), float(hi),
-                    f"percentile bootstrap over {n} replicates ({resamples} resamples)", n)
+    lo, hi = (float(q) for q in np.quantile(reps, [(1 - level) / 2, (1 + level) / 2]))
+    method = f"percentile bootstrap over {n} replicates ({resamples} resamples)"
+    if not lo <= value <= hi:
+        # For a max- or rank-type statistic the resampled values are biased (resampling fewer
+        # distinct replicates inflates a maximum), and the percentile interval can miss the
+        # estimate itself. Widen it to contain the estimate: never narrower, so never kinder.
+        lo, hi = min(lo, value), max(hi, value)
+        method += ", widened to contain the estimate"
+    return Estimate(value, lo, hi, method, n)
 
 
 @dataclass(frozen=True)
